@@ -1,0 +1,44 @@
+// What every tl command-line tool shares: the error-to-exit-code convention and a few formatting helpers.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "engine/error.h"
+#include "models/registry.h"
+
+namespace tl::tools {
+
+// Runs `body`; a tl::Error (or any other exception) is printed as "<tool>: <message>" on stderr and becomes
+// exit status 1. Usage errors are CLI11's (status 2 and up).
+template <typename Body>
+int run_reporting_errors(const char* tool, Body&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", tool, e.what());
+    return 1;
+  }
+}
+
+// 25557032 -> "25,557,032".
+inline std::string thousands(std::int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+// Throws ValueError naming the flag when `name` is not a registry architecture.
+inline void check_architecture(const std::string& name, const char* flag) {
+  if (!models::architecture_names(name).empty() && name.find_first_of("*?") == std::string::npos) return;
+  std::string known;
+  for (const auto& a : models::architectures()) known += (known.empty() ? "" : ", ") + a.name;
+  throw ValueError(str(flag, ": unknown architecture '", name, "' (known: ", known, ")"));
+}
+
+}  // namespace tl::tools

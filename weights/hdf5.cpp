@@ -1,0 +1,381 @@
+#include "weights/hdf5.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+
+#include "engine/error.h"
+
+namespace tl::weights::h5 {
+namespace {
+
+// Silences the HDF5 library's stderr error stacks for one call: we report failures ourselves, by name.
+class QuietErrors {
+ public:
+  QuietErrors() {
+    H5Eget_auto2(H5E_DEFAULT, &function_, &data_);
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  }
+  ~QuietErrors() { H5Eset_auto2(H5E_DEFAULT, function_, data_); }
+
+ private:
+  H5E_auto2_t function_ = nullptr;
+  void* data_ = nullptr;
+};
+
+// The largest dataset we agree to allocate: generous for real weights, far below what a hostile header could
+// declare.
+constexpr std::uint64_t kMaxDatasetBytes = std::uint64_t{16} << 30;
+
+Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {
+  if (id < 0) throw Error(what);
+  return Handle(id, closer);
+}
+
+std::string object_path(const std::string& object) {
+  return object.empty() ? "/" : object;
+}
+
+herr_t collect_datasets(hid_t group, const char* name, const H5L_info_t* info, void* out) {
+  if (info->type != H5L_TYPE_HARD) return 0;  // soft and external links could point anywhere: not weights
+  const hid_t object = H5Oopen(group, name, H5P_DEFAULT);
+  if (object < 0) return -1;
+  if (H5Iget_type(object) == H5I_DATASET) static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+  H5Oclose(object);
+  return 0;
+}
+
+herr_t collect_names(hid_t, const char* name, const H5L_info_t*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+  return 0;
+}
+
+}  // namespace
+
+Handle& Handle::operator=(Handle&& other) noexcept {
+  if (this != &other) {
+    reset();
+    id_ = other.id_;
+    closer_ = other.closer_;
+    other.id_ = -1;
+  }
+  return *this;
+}
+
+void Handle::reset() {
+  if (id_ >= 0 && closer_) closer_(id_);
+  id_ = -1;
+}
+
+// ---- files ------------------------------------------------------------------------------------------------
+
+File File::open_read(const std::string& path) {
+  TL_CHECK(std::filesystem::is_regular_file(path), Error, path, ": no such file");
+  QuietErrors quiet;
+  TL_CHECK(H5Fis_hdf5(path.c_str()) > 0, Error, path, ": not an HDF5 file");
+  return File(path, checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
+                            path + ": cannot open the HDF5 file (damaged or truncated?)"));
+}
+
+File File::create(const std::string& path) {
+  QuietErrors quiet;
+  return File(path, checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
+                            path + ": cannot create the HDF5 file"));
+}
+
+void File::close() {
+  if (!handle_.valid()) return;
+  QuietErrors quiet;
+  const herr_t flushed = H5Fflush(handle_.get(), H5F_SCOPE_GLOBAL);
+  const herr_t closed = H5Fclose(handle_.release());
+  TL_CHECK(flushed >= 0 && closed >= 0, Error, path_, ": writing the HDF5 file failed (disk full?)");
+}
+
+// ---- reading ----------------------------------------------------------------------------------------------
+
+bool File::exists(const std::string& object) const {
+  QuietErrors quiet;
+  if (object.empty() || object == "/") return true;
+  // Each level must exist before H5Lexists may be asked about the next.
+  std::string prefix;
+  std::size_t start = object.front() == '/' ? 1 : 0;
+  while (start < object.size()) {
+    const std::size_t slash = object.find('/', start);
+    prefix = object.substr(0, slash);
+    if (H5Lexists(handle_.get(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return true;
+}
+
+Handle File::open_object(const std::string& object) const {
+  TL_CHECK(exists(object), Error, path_, ": no object '", object, "'");
+  QuietErrors quiet;
+  return checked(H5Oopen(handle_.get(), object_path(object).c_str(), H5P_DEFAULT), H5Oclose,
+                 path_ + ": cannot open '" + object + "'");
+}
+
+std::vector<std::string> File::dataset_paths(const std::string& group) const {
+  const Handle g = open_object(group);
+  std::vector<std::string> out;
+  QuietErrors quiet;
+  TL_CHECK(H5Lvisit(g.get(), H5_INDEX_NAME, H5_ITER_INC, collect_datasets, &out) >= 0, Error, path_,
+           ": cannot walk the groups below '", group, "' (damaged file?)");
+  return out;
+}
+
+std::vector<std::string> File::children(const std::string& group) const {
+  const Handle g = open_object(group);
+  std::vector<std::string> out;
+  QuietErrors quiet;
+  TL_CHECK(H5Literate(g.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_names, &out) >= 0, Error, path_,
+           ": cannot list '", group, "'");
+  return out;
+}
+
+DatasetInfo File::dataset_info(const std::string& dataset) const {
+  QuietErrors quiet;
+  const Handle d = checked(H5Dopen2(handle_.get(), dataset.c_str(), H5P_DEFAULT), H5Dclose,
+                           path_ + ": no dataset '" + dataset + "'");
+  const Handle space =
+      checked(H5Dget_space(d.get()), H5Sclose, path_ + ": '" + dataset + "' has no dataspace");
+  const Handle type = checked(H5Dget_type(d.get()), H5Tclose, path_ + ": '" + dataset + "' has no type");
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  TL_CHECK(rank >= 0 && rank <= 8, Error, path_, ": '", dataset, "' has an unsupported rank ", rank);
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  DatasetInfo info;
+  for (hsize_t d_i : dims) info.shape.push_back(static_cast<std::int64_t>(d_i));
+  switch (H5Tget_class(type.get())) {
+    case H5T_FLOAT:
+      info.kind = ElementKind::Float;
+      break;
+    case H5T_INTEGER:
+      info.kind = ElementKind::Integer;
+      break;
+    case H5T_STRING:
+      info.kind = ElementKind::String;
+      break;
+    default:
+      info.kind = ElementKind::Other;
+      break;
+  }
+  info.element_size = H5Tget_size(type.get());
+  return info;
+}
+
+template <typename T>
+std::vector<T> File::read_dataset(const std::string& dataset, hid_t memory_type, ElementKind expected) const {
+  const DatasetInfo info = dataset_info(dataset);
+  TL_CHECK(info.kind == expected || (expected == ElementKind::Float && info.kind == ElementKind::Integer),
+           Error, path_, ": dataset '", dataset, "' holds ",
+           info.kind == ElementKind::String ? "strings" : "another type", ", not numbers");
+  std::uint64_t count = 1;
+  for (std::int64_t s : info.shape) {
+    TL_CHECK(s >= 0 && (s == 0 || count <= kMaxDatasetBytes / static_cast<std::uint64_t>(s)), Error, path_,
+             ": dataset '", dataset, "' declares an impossible shape ", shape_str(info.shape));
+    count *= static_cast<std::uint64_t>(s);
+  }
+  TL_CHECK(count * sizeof(T) <= kMaxDatasetBytes, Error, path_, ": dataset '", dataset, "' declares ",
+           shape_str(info.shape), ", over the ", kMaxDatasetBytes >> 30, " GiB limit");
+  QuietErrors quiet;
+  const Handle d = checked(H5Dopen2(handle_.get(), dataset.c_str(), H5P_DEFAULT), H5Dclose,
+                           path_ + ": no dataset '" + dataset + "'");
+  // A contiguous dataset's bytes are in the file: it cannot be larger than the file (a truncated or hostile
+  // one).
+  const Handle plist =
+      checked(H5Dget_create_plist(d.get()), H5Pclose, path_ + ": '" + dataset + "' is damaged");
+  if (H5Pget_layout(plist.get()) == H5D_CONTIGUOUS) {
+    const std::uintmax_t file_size = std::filesystem::file_size(path_);
+    TL_CHECK(count * info.element_size <= file_size, Error, path_, ": dataset '", dataset, "' declares ",
+             shape_str(info.shape), " (", count * info.element_size, " bytes) but the file holds only ",
+             file_size, " bytes (truncated?)");
+  }
+  std::vector<T> out(static_cast<std::size_t>(count));
+  if (count > 0)
+    TL_CHECK(H5Dread(d.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) >= 0, Error, path_,
+             ": cannot read dataset '", dataset, "' (damaged or truncated file?)");
+  return out;
+}
+
+std::vector<float> File::read_floats(const std::string& dataset) const {
+  return read_dataset<float>(dataset, H5T_NATIVE_FLOAT, ElementKind::Float);
+}
+
+std::vector<double> File::read_doubles(const std::string& dataset) const {
+  return read_dataset<double>(dataset, H5T_NATIVE_DOUBLE, ElementKind::Float);
+}
+
+std::vector<std::int64_t> File::read_int64s(const std::string& dataset) const {
+  return read_dataset<std::int64_t>(dataset, H5T_NATIVE_INT64, ElementKind::Integer);
+}
+
+bool File::has_attribute(const std::string& object, const std::string& name) const {
+  if (!exists(object)) return false;
+  QuietErrors quiet;
+  return H5Aexists_by_name(handle_.get(), object_path(object).c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+Handle File::open_attribute(const std::string& object, const std::string& name) const {
+  TL_CHECK(has_attribute(object, name), Error, path_, ": '", object_path(object), "' has no attribute '",
+           name, "'");
+  QuietErrors quiet;
+  return checked(
+      H5Aopen_by_name(handle_.get(), object_path(object).c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT),
+      H5Aclose, path_ + ": cannot open attribute '" + name + "'");
+}
+
+std::int64_t File::attribute_size(const std::string& object, const std::string& name) const {
+  const Handle attr = open_attribute(object, name);
+  QuietErrors quiet;
+  const Handle space =
+      checked(H5Aget_space(attr.get()), H5Sclose, path_ + ": attribute '" + name + "' is damaged");
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  TL_CHECK(n >= 0, Error, path_, ": attribute '", name, "' is damaged");
+  return static_cast<std::int64_t>(n);
+}
+
+std::vector<std::string> File::read_string_attribute(const std::string& object,
+                                                     const std::string& name) const {
+  const Handle attr = open_attribute(object, name);
+  QuietErrors quiet;
+  const Handle type =
+      checked(H5Aget_type(attr.get()), H5Tclose, path_ + ": attribute '" + name + "' has no type");
+  const Handle space =
+      checked(H5Aget_space(attr.get()), H5Sclose, path_ + ": attribute '" + name + "' is damaged");
+  TL_CHECK(H5Tget_class(type.get()) == H5T_STRING, Error, path_, ": attribute '", name, "' is not a string");
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  TL_CHECK(n >= 0 && n <= (1 << 20), Error, path_, ": attribute '", name, "' has ", n, " elements");
+  std::vector<std::string> out;
+  if (H5Tis_variable_str(type.get()) > 0) {
+    const Handle memory = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
+    H5Tset_size(memory.get(), H5T_VARIABLE);
+    H5Tset_cset(memory.get(), H5Tget_cset(type.get()));
+    std::vector<char*> pointers(static_cast<std::size_t>(n), nullptr);
+    TL_CHECK(H5Aread(attr.get(), memory.get(), pointers.data()) >= 0, Error, path_,
+             ": cannot read attribute '", name, "'");
+    for (char* p : pointers) out.emplace_back(p ? p : "");
+    H5Dvlen_reclaim(memory.get(), space.get(), H5P_DEFAULT, pointers.data());
+  } else {
+    const std::size_t size = H5Tget_size(type.get());
+    TL_CHECK(
+        size > 0 && size <= (std::size_t{64} << 20) / std::max<std::size_t>(1, static_cast<std::size_t>(n)),
+        Error, path_, ": attribute '", name, "' is too large");
+    std::vector<char> buffer(size * static_cast<std::size_t>(n));
+    TL_CHECK(H5Aread(attr.get(), type.get(), buffer.data()) >= 0, Error, path_, ": cannot read attribute '",
+             name, "'");
+    for (hssize_t i = 0; i < n; ++i) {
+      const char* begin = buffer.data() + static_cast<std::size_t>(i) * size;
+      out.emplace_back(begin, std::find(begin, begin + size, '\0'));
+    }
+  }
+  return out;
+}
+
+std::vector<double> File::read_double_attribute(const std::string& object, const std::string& name) const {
+  const Handle attr = open_attribute(object, name);
+  QuietErrors quiet;
+  const Handle type =
+      checked(H5Aget_type(attr.get()), H5Tclose, path_ + ": attribute '" + name + "' has no type");
+  const H5T_class_t type_class = H5Tget_class(type.get());
+  TL_CHECK(type_class == H5T_FLOAT || type_class == H5T_INTEGER, Error, path_, ": attribute '", name,
+           "' is not a number");
+  const Handle space =
+      checked(H5Aget_space(attr.get()), H5Sclose, path_ + ": attribute '" + name + "' is damaged");
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  TL_CHECK(n >= 0 && n <= (1 << 20), Error, path_, ": attribute '", name, "' has ", n, " elements");
+  std::vector<double> out(static_cast<std::size_t>(n));
+  TL_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, out.data()) >= 0, Error, path_, ": cannot read attribute '",
+           name, "'");
+  return out;
+}
+
+std::int64_t File::read_int_attribute(const std::string& object, const std::string& name) const {
+  const std::vector<double> v = read_double_attribute(object, name);
+  TL_CHECK(v.size() == 1 && v[0] == static_cast<double>(static_cast<std::int64_t>(v[0])), Error, path_,
+           ": attribute '", name, "' is not a single integer");
+  return static_cast<std::int64_t>(v[0]);
+}
+
+// ---- writing ----------------------------------------------------------------------------------------------
+
+void File::write_dataset(const std::string& dataset, const Shape& shape, hid_t memory_type,
+                         const void* data) {
+  QuietErrors quiet;
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  const Handle space =
+      checked(shape.empty() ? H5Screate(H5S_SCALAR)
+                            : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+              H5Sclose, path_ + ": cannot describe the shape of '" + dataset + "'");
+  const Handle links = checked(H5Pcreate(H5P_LINK_CREATE), H5Pclose, "H5Pcreate");
+  H5Pset_create_intermediate_group(links.get(), 1);
+  const Handle d =
+      checked(H5Dcreate2(handle_.get(), ("/" + dataset).c_str(), memory_type, space.get(), links.get(),
+                         H5P_DEFAULT, H5P_DEFAULT),
+              H5Dclose, path_ + ": cannot create dataset '" + dataset + "' (a name that is also a group?)");
+  TL_CHECK(H5Dwrite(d.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, Error, path_,
+           ": cannot write dataset '", dataset, "' (disk full?)");
+}
+
+void File::write_floats(const std::string& dataset, const Shape& shape, const float* data) {
+  write_dataset(dataset, shape, H5T_NATIVE_FLOAT, data);
+}
+
+void File::write_doubles(const std::string& dataset, const Shape& shape, const double* data) {
+  write_dataset(dataset, shape, H5T_NATIVE_DOUBLE, data);
+}
+
+void File::write_int64s(const std::string& dataset, const Shape& shape, const std::int64_t* data) {
+  write_dataset(dataset, shape, H5T_NATIVE_INT64, data);
+}
+
+void File::write_attribute(const std::string& name, hid_t type, hid_t space, const void* data) {
+  const Handle attr = checked(H5Acreate2(handle_.get(), name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT),
+                              H5Aclose, path_ + ": cannot create attribute '" + name + "'");
+  TL_CHECK(H5Awrite(attr.get(), type, data) >= 0, Error, path_, ": cannot write attribute '", name, "'");
+}
+
+void File::write_string_attribute(const std::string& name, const std::string& value) {
+  // Variable-length UTF-8, so that h5py hands back a str rather than bytes.
+  QuietErrors quiet;
+  const Handle type = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  const Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate");
+  const char* pointer = value.c_str();
+  write_attribute(name, type.get(), space.get(), &pointer);
+}
+
+void File::write_string_array_attribute(const std::string& name, const std::vector<std::string>& values) {
+  QuietErrors quiet;
+  const Handle type = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  const hsize_t n = values.size();
+  const Handle space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple");
+  std::vector<const char*> pointers;
+  for (const auto& v : values) pointers.push_back(v.c_str());
+  write_attribute(name, type.get(), space.get(), pointers.data());
+}
+
+void File::write_double_array_attribute(const std::string& name, const std::vector<double>& values) {
+  QuietErrors quiet;
+  const hsize_t n = values.size();
+  const Handle space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple");
+  write_attribute(name, H5T_NATIVE_DOUBLE, space.get(), values.data());
+}
+
+void File::write_double_attribute(const std::string& name, double value) {
+  QuietErrors quiet;
+  const Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate");
+  write_attribute(name, H5T_NATIVE_DOUBLE, space.get(), &value);
+}
+
+void File::write_int_attribute(const std::string& name, std::int64_t value) {
+  QuietErrors quiet;
+  const Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate");
+  write_attribute(name, H5T_NATIVE_INT64, space.get(), &value);
+}
+
+}  // namespace tl::weights::h5

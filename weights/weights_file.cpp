@@ -1,0 +1,131 @@
+#include "weights/weights_file.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include "engine/atomic_file.h"
+#include "engine/error.h"
+#include "weights/hdf5.h"
+
+namespace tl::weights {
+namespace {
+
+std::string dataset_for(const std::string& name) {
+  TL_CHECK(!name.empty() && name.find('/') == std::string::npos && name.front() != '.' &&
+               name.back() != '.' && name.find("..") == std::string::npos,
+           ValueError, "save_weights: '", name, "' is not a valid dot-separated tensor name");
+  std::string out = name;
+  std::replace(out.begin(), out.end(), '.', '/');
+  return out;
+}
+
+std::string name_for(const std::string& dataset) {
+  std::string out = dataset;
+  std::replace(out.begin(), out.end(), '/', '.');
+  return out;
+}
+
+}  // namespace
+
+bool is_hdf5_file(const std::string& path) {
+  static const char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  std::ifstream in(path, std::ios::binary);
+  char head[8] = {};
+  return in.read(head, 8) && std::equal(head, head + 8, kSignature);
+}
+
+void save_weights(const std::string& path, const StateDict& tensors, const Metadata& metadata) {
+  AtomicFile out(path);
+  h5::File file = h5::File::create(out.temp_path());
+  for (const auto& [name, tensor] : tensors) {
+    const std::string dataset = dataset_for(name);
+    if (tensor.dtype() == DType::Int64) {
+      const Tensor dense = tensor.contiguous();
+      file.write_int64s(dataset, dense.shape(), dense.data<std::int64_t>());
+    } else {
+      const Tensor dense = tensor.detach().to(DType::Float32).contiguous();
+      file.write_floats(dataset, dense.shape(), dense.data<float>());
+    }
+  }
+  const Preprocessing& p = metadata.preprocessing;
+  file.write_string_attribute("format", kFormatName);
+  file.write_int_attribute("format_version", kFormatVersion);
+  file.write_string_attribute("architecture", metadata.architecture);
+  file.write_int_attribute("num_classes", metadata.num_classes);
+  file.write_int_attribute("input_size", p.input_size);
+  file.write_double_array_attribute("mean", {p.mean.begin(), p.mean.end()});
+  file.write_double_array_attribute("std", {p.std.begin(), p.std.end()});
+  file.write_string_attribute("interpolation", p.interpolation);
+  file.write_double_attribute("crop_fraction", p.crop_fraction);
+  if (!metadata.class_names
+           .empty())  // HDF5 has no empty simple dataspace: unknown names are an absent attribute
+    file.write_string_array_attribute("class_names", metadata.class_names);
+  file.write_string_attribute("source", metadata.source);
+  file.close();
+  out.commit();
+}
+
+WeightsFile load_weights(const std::string& path) {
+  const h5::File file = h5::File::open_read(path);
+  TL_CHECK(file.has_attribute("/", "format") &&
+               file.read_string_attribute("/", "format") == std::vector<std::string>{kFormatName},
+           Error, path, ": not a tl weights file (no root attribute format = '", kFormatName,
+           "'); convert it with tl_convert");
+  const std::int64_t version = file.read_int_attribute("/", "format_version");
+  TL_CHECK(version >= 1 && version <= kFormatVersion, Error, path, ": format version ", version,
+           " is newer than this tl reads (", kFormatVersion, ")");
+
+  WeightsFile out;
+  for (const std::string& dataset : file.dataset_paths()) {
+    const h5::DatasetInfo info = file.dataset_info(dataset);
+    const std::string name = name_for(dataset);
+    if (info.kind == h5::ElementKind::Integer) {
+      const std::vector<std::int64_t> values = file.read_int64s(dataset);
+      out.tensors.insert(name, from_buffer(values.data(), info.shape, DType::Int64));
+    } else if (info.kind == h5::ElementKind::Float && info.element_size == 8) {
+      // float64 stays float64 (gradient-check references); loading into a model converts.
+      const std::vector<double> values = file.read_doubles(dataset);
+      for (double v : values)
+        TL_CHECK(std::isfinite(v), Error, path, ": tensor '", name, "' holds NaN or infinite values");
+      out.tensors.insert(name, from_buffer(values.data(), info.shape, DType::Float64));
+    } else if (info.kind == h5::ElementKind::Float) {
+      const std::vector<float> values = file.read_floats(dataset);
+      for (float v : values)
+        TL_CHECK(std::isfinite(v), Error, path, ": tensor '", name, "' holds NaN or infinite values");
+      out.tensors.insert(name, from_buffer(values.data(), info.shape, DType::Float32));
+    } else {
+      throw Error(str(path, ": dataset '", dataset, "' holds neither numbers nor counters"));
+    }
+  }
+
+  Metadata& m = out.metadata;
+  const auto text = [&](const char* name) {
+    if (!file.has_attribute("/", name)) return std::string();
+    const auto v = file.read_string_attribute("/", name);
+    return v.empty() ? std::string() : v.front();
+  };
+  const auto triple = [&](const char* name, std::array<double, 3>& into) {
+    if (!file.has_attribute("/", name)) return;
+    const auto v = file.read_double_attribute("/", name);
+    TL_CHECK(v.size() == 3, Error, path, ": attribute '", name, "' must hold 3 values (RGB), has ", v.size());
+    std::copy(v.begin(), v.end(), into.begin());
+  };
+  m.architecture = text("architecture");
+  m.source = text("source");
+  if (file.has_attribute("/", "num_classes")) m.num_classes = file.read_int_attribute("/", "num_classes");
+  if (file.has_attribute("/", "input_size"))
+    m.preprocessing.input_size = file.read_int_attribute("/", "input_size");
+  triple("mean", m.preprocessing.mean);
+  triple("std", m.preprocessing.std);
+  if (file.has_attribute("/", "interpolation")) m.preprocessing.interpolation = text("interpolation");
+  if (file.has_attribute("/", "crop_fraction"))
+    m.preprocessing.crop_fraction = file.read_double_attribute("/", "crop_fraction").at(0);
+  if (file.has_attribute("/", "class_names")) m.class_names = file.read_string_attribute("/", "class_names");
+  TL_CHECK(m.class_names.empty() || m.num_classes == 0 ||
+               static_cast<std::int64_t>(m.class_names.size()) == m.num_classes,
+           Error, path, ": ", m.class_names.size(), " class names for ", m.num_classes, " classes");
+  return out;
+}
+
+}  // namespace tl::weights
