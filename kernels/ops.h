@@ -226,4 +226,33 @@ template <typename T>
 void fill_normal(const Context& ctx, int64_t n, std::uint64_t seed, std::uint64_t offset, double mean,
                  double stddev, T* y);
 
+// ---------------------------------------------------------------------------------------------------------------
+// Optimizer updates: one pass over n parameters, in place, in the parameter's type T with torch.optim's order
+// of operations (torch 1.13, single-tensor path), so float32 results stay within rounding of PyTorch's. Each
+// element depends only on its own values; the hyperparameters arrive as double and are rounded to T where
+// PyTorch rounds them (a Python scalar meeting a T tensor).
+
+struct SgdStep {
+  double lr = 0, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false;
+  bool first_step = false;  // the momentum buffer is not read, only written (torch: buf = clone(d))
+};
+
+// d = g + weight_decay * p; with momentum: buf = first_step ? d : momentum * buf + (1 - dampening) * d, then
+// d = nesterov ? d + momentum * buf : buf; p -= lr * d. momentum_buffer may be null when momentum == 0.
+template <typename T>
+void sgd_update(const Context& ctx, const SgdStep& s, int64_t n, T* param, const T* grad, T* momentum_buffer);
+
+struct AdamStep {
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool decoupled = false;  // AdamW: p *= 1 - lr * weight_decay before the update, instead of g += wd * p
+  int64_t step = 1;        // this update's number, from 1 (bias correction)
+};
+
+// m = beta1 * m + (1 - beta1) * g; v = beta2 * v + (1 - beta2) * g * g;
+// p -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps).
+template <typename T>
+void adam_update(const Context& ctx, const AdamStep& s, int64_t n, T* param, const T* grad, T* exp_avg,
+                 T* exp_avg_sq);
+
 }  // namespace tl::kernels

@@ -48,11 +48,12 @@ class MobileNetV1 : public Model {
                  num_classes, "conv_preds");
   }
 
-  Tensor forward(const Tensor& x) override {
+  Tensor head_input(const Tensor& x) override {
     Tensor h = x;
     for (const auto& [conv, bn] : stack_) h = relu6(bn->forward(conv->forward(h)));
-    return submodule("conv_preds").forward(dropout_->forward(adaptive_avg_pool2d(h, 1, 1).flatten(1)));
+    return adaptive_avg_pool2d(h, 1, 1).flatten(1);
   }
+  Dropout* pre_head_dropout() override { return dropout_.get(); }
 
   static std::string alpha_name(double alpha) {
     std::string s = std::to_string(alpha);

@@ -81,9 +81,9 @@ class MobileNetV2 : public Model {
     }
     features->push_back(conv_norm_activation(layout.conv1x1(in, last), g));
     features_ = register_module("features", features);
-    classifier_ = register_module(
-        "classifier", std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
-                          std::make_shared<Dropout>(0.2, g.seed()), make_head(last, {num_classes}, g)}));
+    dropout_ = std::make_shared<Dropout>(0.2, g.seed());
+    register_module("classifier", std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+                                      dropout_, make_head(last, {num_classes}, g)}));
     init_torchvision(*this, /*linear_std=*/0.01, g);
     Preprocessing preprocessing;
     if (layout.keras) preprocessing.mean = preprocessing.std = {0.5, 0.5, 0.5};  // keras: x / 127.5 - 1
@@ -91,12 +91,14 @@ class MobileNetV2 : public Model {
                  "classifier.1");
   }
 
-  Tensor forward(const Tensor& x) override {
-    return classifier_->forward(adaptive_avg_pool2d(features_->forward(x), 1, 1).flatten(1));
+  Tensor head_input(const Tensor& x) override {
+    return adaptive_avg_pool2d(features_->forward(x), 1, 1).flatten(1);
   }
+  Dropout* pre_head_dropout() override { return dropout_.get(); }
 
  private:
-  std::shared_ptr<Sequential> features_, classifier_;
+  std::shared_ptr<Sequential> features_;
+  std::shared_ptr<Dropout> dropout_;
 };
 
 }  // namespace

@@ -84,23 +84,27 @@ class MobileNetV3 : public Model {
     features->push_back(
         conv_norm_activation(v3_conv(last_in, last_out, 1, 1, 1, Activation::Kind::Hardswish), g));
     features_ = register_module("features", features);
-    classifier_ = register_module(
-        "classifier",
-        std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
-            std::make_shared<Linear>(last_out, last_channel, true, g),
-            std::make_shared<Activation>(Activation::Kind::Hardswish),
-            std::make_shared<Dropout>(0.2, g.seed()), make_head(last_channel, {num_classes}, g)}));
+    pre_logits_ = std::make_shared<Linear>(last_out, last_channel, true, g);
+    dropout_ = std::make_shared<Dropout>(0.2, g.seed());
+    register_module("classifier", std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+                                      pre_logits_, std::make_shared<Activation>(Activation::Kind::Hardswish),
+                                      dropout_, make_head(last_channel, {num_classes}, g)}));
     init_torchvision(*this, /*linear_std=*/0.01, g);
     set_identity(large ? "mobilenet_v3_large" : "mobilenet_v3_small", Preprocessing{}, last_channel,
                  num_classes, "classifier.3");
   }
 
-  Tensor forward(const Tensor& x) override {
-    return classifier_->forward(adaptive_avg_pool2d(features_->forward(x), 1, 1).flatten(1));
+  // classifier.0 (Linear) and classifier.1 (Hardswish) belong to the backbone side; classifier.2 is the
+  // dropout.
+  Tensor head_input(const Tensor& x) override {
+    return hardswish(pre_logits_->forward(adaptive_avg_pool2d(features_->forward(x), 1, 1).flatten(1)));
   }
+  Dropout* pre_head_dropout() override { return dropout_.get(); }
 
  private:
-  std::shared_ptr<Sequential> features_, classifier_;
+  std::shared_ptr<Sequential> features_;
+  std::shared_ptr<Linear> pre_logits_;
+  std::shared_ptr<Dropout> dropout_;
 };
 
 }  // namespace

@@ -19,6 +19,12 @@ std::shared_ptr<Module> make_head(std::int64_t features, const HeadSpec& spec, G
       std::make_shared<Linear>(spec.hidden, spec.classes, true, generator)});
 }
 
+Tensor Model::forward(const Tensor& x) {
+  Tensor h = head_input(x);
+  if (Dropout* dropout = pre_head_dropout()) h = dropout->forward(h);
+  return head().forward(h);
+}
+
 void Model::replace_head(const HeadSpec& spec, Generator& generator) {
   replace(head_path_, make_head(num_features_, spec, generator));
   num_classes_ = spec.classes;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/layers.h"
 #include "engine/module.h"
 #include "engine/preprocessing.h"
 #include "engine/random.h"
@@ -38,6 +39,15 @@ class Model : public Module {
 
   // Replaces the head with a freshly initialised one (PyTorch's default Linear init, from `generator`).
   void replace_head(const HeadSpec& spec, Generator& generator);
+
+  // forward(x) = head(pre_head_dropout(head_input(x))). The split lets a frozen backbone run once and its
+  // features be cached: head_input is everything the head does not own, up to (not including) the dropout
+  // right before the head, which is applied again at each training step.
+  Tensor forward(const Tensor& x) final;
+  virtual Tensor head_input(const Tensor& x) = 0;
+  // The dropout between head_input and the head; null when there is none (ResNet).
+  virtual Dropout* pre_head_dropout() { return nullptr; }
+  Module& head() { return submodule(head_path_); }
 
  protected:
   void set_identity(std::string architecture, Preprocessing preprocessing, std::int64_t num_features,

@@ -82,14 +82,14 @@ class ResNet : public Model {
     set_identity("resnet" + std::to_string(depth), Preprocessing{}, in, num_classes, "fc");
   }
 
-  Tensor forward(const Tensor& x) override {
+  Tensor head_input(const Tensor& x) override {
     Pool2dOptions pool;
     pool.kernel_h = pool.kernel_w = 3;
     pool.stride_h = pool.stride_w = 2;
     pool.padding = Padding2d::same_all(1);
     Tensor h = max_pool2d(relu(bn1_->forward(conv1_->forward(x))), pool);
     for (const auto& layer : layers_) h = layer->forward(h);
-    return submodule("fc").forward(adaptive_avg_pool2d(h, 1, 1).flatten(1));
+    return adaptive_avg_pool2d(h, 1, 1).flatten(1);
   }
 
  private:

@@ -14,6 +14,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # fixture generators (tests/fixtures/*.py, run by Debian's /usr/bin/python3)
   python3-torch python3-torchvision python3-numpy python3-h5py python3-onnx python3-pil
+  # the built-in Fashion-MNIST data source (engine/data/dataset.h)
+  dataset-fashion-mnist
 )
 
 missing=()

@@ -11,6 +11,9 @@
 namespace tl::weights {
 namespace {
 
+// The group holding a checkpoint's non-model tensors.
+constexpr const char* kExtraGroup = "_extra";
+
 std::string dataset_for(const std::string& name) {
   TL_CHECK(!name.empty() && name.find('/') == std::string::npos && name.front() != '.' &&
                name.back() != '.' && name.find("..") == std::string::npos,
@@ -35,19 +38,31 @@ bool is_hdf5_file(const std::string& path) {
   return in.read(head, 8) && std::equal(head, head + 8, kSignature);
 }
 
-void save_weights(const std::string& path, const StateDict& tensors, const Metadata& metadata) {
+void save_weights(const std::string& path, const StateDict& tensors, const Metadata& metadata,
+                  const StateDict& extra) {
   AtomicFile out(path);
   h5::File file = h5::File::create(out.temp_path());
-  for (const auto& [name, tensor] : tensors) {
-    const std::string dataset = dataset_for(name);
+  // Model tensors are stored as float32; extras keep float64 (an optimizer's learning rates must round-trip
+  // exactly for a resumed run to continue bit for bit).
+  const auto write = [&file](const std::string& dataset, const Tensor& tensor, bool keep_float64) {
     if (tensor.dtype() == DType::Int64) {
       const Tensor dense = tensor.contiguous();
       file.write_int64s(dataset, dense.shape(), dense.data<std::int64_t>());
+    } else if (keep_float64 && tensor.dtype() == DType::Float64) {
+      const Tensor dense = tensor.detach().contiguous();
+      file.write_doubles(dataset, dense.shape(), dense.data<double>());
     } else {
       const Tensor dense = tensor.detach().to(DType::Float32).contiguous();
       file.write_floats(dataset, dense.shape(), dense.data<float>());
     }
+  };
+  for (const auto& [name, tensor] : tensors) {
+    TL_CHECK(name.rfind(kExtraGroup, 0) != 0, ValueError, "save_weights: '", name,
+             "' uses the reserved prefix ", kExtraGroup);
+    write(dataset_for(name), tensor, false);
   }
+  for (const auto& [name, tensor] : extra)
+    write(std::string(kExtraGroup) + "/" + dataset_for(name), tensor, true);
   const Preprocessing& p = metadata.preprocessing;
   file.write_string_attribute("format", kFormatName);
   file.write_int_attribute("format_version", kFormatVersion);
@@ -62,6 +77,8 @@ void save_weights(const std::string& path, const StateDict& tensors, const Metad
            .empty())  // HDF5 has no empty simple dataspace: unknown names are an absent attribute
     file.write_string_array_attribute("class_names", metadata.class_names);
   file.write_string_attribute("source", metadata.source);
+  if (!metadata.training_state.empty())
+    file.write_string_attribute("training_state", metadata.training_state);
   file.close();
   out.commit();
 }
@@ -79,21 +96,24 @@ WeightsFile load_weights(const std::string& path) {
   WeightsFile out;
   for (const std::string& dataset : file.dataset_paths()) {
     const h5::DatasetInfo info = file.dataset_info(dataset);
-    const std::string name = name_for(dataset);
+    const bool is_extra = dataset.rfind(std::string(kExtraGroup) + "/", 0) == 0;
+    StateDict& into = is_extra ? out.extra : out.tensors;
+    const std::string name =
+        name_for(is_extra ? dataset.substr(std::string(kExtraGroup).size() + 1) : dataset);
     if (info.kind == h5::ElementKind::Integer) {
       const std::vector<std::int64_t> values = file.read_int64s(dataset);
-      out.tensors.insert(name, from_buffer(values.data(), info.shape, DType::Int64));
+      into.insert(name, from_buffer(values.data(), info.shape, DType::Int64));
     } else if (info.kind == h5::ElementKind::Float && info.element_size == 8) {
       // float64 stays float64 (gradient-check references); loading into a model converts.
       const std::vector<double> values = file.read_doubles(dataset);
       for (double v : values)
         TL_CHECK(std::isfinite(v), Error, path, ": tensor '", name, "' holds NaN or infinite values");
-      out.tensors.insert(name, from_buffer(values.data(), info.shape, DType::Float64));
+      into.insert(name, from_buffer(values.data(), info.shape, DType::Float64));
     } else if (info.kind == h5::ElementKind::Float) {
       const std::vector<float> values = file.read_floats(dataset);
       for (float v : values)
         TL_CHECK(std::isfinite(v), Error, path, ": tensor '", name, "' holds NaN or infinite values");
-      out.tensors.insert(name, from_buffer(values.data(), info.shape, DType::Float32));
+      into.insert(name, from_buffer(values.data(), info.shape, DType::Float32));
     } else {
       throw Error(str(path, ": dataset '", dataset, "' holds neither numbers nor counters"));
     }
@@ -113,6 +133,7 @@ WeightsFile load_weights(const std::string& path) {
   };
   m.architecture = text("architecture");
   m.source = text("source");
+  m.training_state = text("training_state");
   if (file.has_attribute("/", "num_classes")) m.num_classes = file.read_int_attribute("/", "num_classes");
   if (file.has_attribute("/", "input_size"))
     m.preprocessing.input_size = file.read_int_attribute("/", "input_size");

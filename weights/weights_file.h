@@ -21,16 +21,19 @@ struct Metadata {
   Preprocessing preprocessing;
   std::vector<std::string> class_names;  // empty when unknown
   std::string source;                    // what it was converted from, e.g. "torchvision .pth: resnet50.pth"
+  std::string training_state;            // a checkpoint's JSON (epoch, history, RNG, config); empty otherwise
 };
 
 struct WeightsFile {
-  StateDict tensors;
+  StateDict tensors;  // the model's state dict
   Metadata metadata;
+  StateDict extra;  // a checkpoint's other tensors (optimizer buffers), under /_extra; models never see them
 };
 
 // Writes atomically (a temporary file in the same folder, then a rename): a failure or kill never leaves a
 // partial file at `path`, and an existing file there stays intact until the new one is complete.
-void save_weights(const std::string& path, const StateDict& tensors, const Metadata& metadata);
+void save_weights(const std::string& path, const StateDict& tensors, const Metadata& metadata,
+                  const StateDict& extra = {});
 
 // Reads a file written by save_weights (or by h5py following FORMAT.md). Throws Error naming the file and,
 // where one is at fault, the dataset or attribute.

@@ -9,6 +9,8 @@
 
 // libjpeg's header needs FILE and size_t declared first.
 #include <jpeglib.h>
+// After jpeglib.h: the message codes (JWRN_JPEG_EOF).
+#include <jerror.h>
 #include <png.h>
 
 namespace tl::data {
@@ -30,7 +32,17 @@ void jpeg_fail(j_common_ptr cinfo) {
   std::longjmp(errors->jump, 1);
 }
 
-void jpeg_quiet(j_common_ptr) {}  // warnings (e.g. premature end of data) are not worth printing
+// Warnings are not printed, and most (extraneous bytes before a marker, a bad Huffman code) leave a usable
+// image, as PIL accepts them too. But at the end of the data libjpeg only warns and fills the missing rows
+// with gray; PIL refuses such a file ("image file is truncated") and so do we, or a half-downloaded photo
+// would train as half gray.
+void jpeg_warning(j_common_ptr cinfo, int level) {
+  if (level >= 0 || cinfo->err->msg_code != JWRN_JPEG_EOF) return;
+  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+  std::snprintf(errors->message, sizeof errors->message,
+                "truncated: the JPEG data ends before the image does");
+  std::longjmp(errors->jump, 1);
+}
 
 // Returns an empty string on success, else libjpeg's message. Plain C style on purpose: nothing with a
 // destructor lives between setjmp and a longjmp.
@@ -39,7 +51,7 @@ std::string decode_jpeg(const std::uint8_t* data, std::size_t size, Image& out) 
   JpegErrors errors;
   cinfo.err = jpeg_std_error(&errors.base);
   errors.base.error_exit = jpeg_fail;
-  errors.base.output_message = jpeg_quiet;
+  errors.base.emit_message = jpeg_warning;
   errors.message[0] = '\0';
   if (setjmp(errors.jump)) {
     jpeg_destroy_decompress(&cinfo);
@@ -60,19 +72,23 @@ std::string decode_jpeg(const std::uint8_t* data, std::size_t size, Image& out) 
   out.width = width;
   out.height = height;
   out.rgb.resize(static_cast<std::size_t>(width * height * 3));
-  std::vector<JSAMPLE> row(static_cast<std::size_t>(width * components));
+  // RGB rows are decoded straight into the image; CMYK ones into a row from libjpeg's own pool, which
+  // jpeg_destroy_decompress frees (a std::vector here would leak when a longjmp skips its destructor).
+  JSAMPARRAY cmyk_row = cmyk ? (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE,
+                                                          static_cast<JDIMENSION>(width * components), 1)
+                             : nullptr;
   while (cinfo.output_scanline < cinfo.output_height) {
     const std::int64_t y = cinfo.output_scanline;
-    JSAMPROW rows[1] = {row.data()};
-    jpeg_read_scanlines(&cinfo, rows, 1);
     std::uint8_t* dst = out.rgb.data() + y * width * 3;
     if (!cmyk) {
-      std::memcpy(dst, row.data(), static_cast<std::size_t>(width * 3));
+      JSAMPROW rows[1] = {dst};
+      jpeg_read_scanlines(&cinfo, rows, 1);
       continue;
     }
+    jpeg_read_scanlines(&cinfo, cmyk_row, 1);
     // Adobe CMYK JPEGs store inverted ink values, so each channel times K is the RGB intensity.
     for (std::int64_t x = 0; x < width; ++x) {
-      const JSAMPLE* p = row.data() + x * 4;
+      const JSAMPLE* p = cmyk_row[0] + x * 4;
       for (int c = 0; c < 3; ++c) dst[x * 3 + c] = static_cast<std::uint8_t>((p[c] * p[3] + 127) / 255);
     }
   }
@@ -84,7 +100,9 @@ std::string decode_jpeg(const std::uint8_t* data, std::size_t size, Image& out) 
 // ---- PNG --------------------------------------------------------------------------------------------------
 
 // libpng's simplified API expands palette, gray and 16-bit images; alpha is read and then dropped, as
-// PIL's convert("RGB") does.
+// PIL's convert("RGB") does. Without a gAMA or sRGB chunk the API takes 16-bit samples to be linear light and
+// gamma-encodes them on the way to 8 bits (up to 72 levels too bright on the test's gray ramp); such files
+// are sRGB-encoded in practice, as every other reader assumes, so they are just scaled to 8 bits.
 std::string decode_png(const std::uint8_t* data, std::size_t size, Image& out) {
   png_image image;
   std::memset(&image, 0, sizeof image);
@@ -95,6 +113,7 @@ std::string decode_png(const std::uint8_t* data, std::size_t size, Image& out) {
     return "image too large";
   }
   image.format = PNG_FORMAT_RGBA;
+  image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
   std::vector<std::uint8_t> rgba(PNG_IMAGE_SIZE(image));
   if (!png_image_finish_read(&image, nullptr, rgba.data(), 0, nullptr)) {
     const std::string message = image.message;

@@ -136,4 +136,11 @@ void fill_uniform(int64_t n, std::uint64_t seed, std::uint64_t offset, double lo
 template <typename T>
 void fill_normal(int64_t n, std::uint64_t seed, std::uint64_t offset, double mean, double stddev, T* y);
 
+// ---- optimizer updates (kernels/cpu/optimizer.cpp) ----------------------------------------------------
+
+template <typename T>
+void sgd_update(const SgdStep& s, int64_t n, T* param, const T* grad, T* momentum_buffer);
+template <typename T>
+void adam_update(const AdamStep& s, int64_t n, T* param, const T* grad, T* exp_avg, T* exp_avg_sq);
+
 }  // namespace tl::kernels::cpu

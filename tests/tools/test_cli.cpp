@@ -2,7 +2,6 @@
 // Every bad input must give a message naming the file or flag, a non-zero exit (never a signal), and leave
 // any earlier output untouched.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +10,7 @@
 #include "engine/npy.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/numeric.h"
+#include "tests/support/run_command.h"
 #include "weights/weights_file.h"
 
 namespace tl {
@@ -18,23 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code = -1;
-  bool crashed = false;
-  std::string output;  // stdout and stderr
-};
-
-Result run(const std::string& command) {
-  Result r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return r;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof buffer, pipe)) r.output += buffer;
-  const int status = ::pclose(pipe);
-  r.crashed = WIFSIGNALED(status);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = testing::CommandResult;
+constexpr auto run = &testing::run_command;
 
 std::string tool(const char* name) {
   return std::string(TL_TOOLS_DIR) + "/" + name;

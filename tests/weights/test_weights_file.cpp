@@ -90,6 +90,27 @@ TEST_F(WeightsFileTest, UnknownClassNamesRoundTripAsEmpty) {
   EXPECT_TRUE(load_weights(file("w.h5")).metadata.class_names.empty());
 }
 
+TEST_F(WeightsFileTest, CheckpointExtrasStayApartFromTheModel) {
+  Metadata m = sample_metadata();
+  m.training_state = R"({"epoch": 3})";
+  StateDict extra;
+  extra.insert("conv1.weight.momentum_buffer", ones({4, 3, 3, 3}));
+  extra.insert("optimizer.step", tensor(std::vector<std::int64_t>{12}, {}));
+  extra.insert("group.head.lr", tensor(std::vector<double>{0.1 / 3}, {}));
+  save_weights(file("ckpt.h5"), sample_tensors(), m, extra);
+  const WeightsFile loaded = load_weights(file("ckpt.h5"));
+  EXPECT_EQ(loaded.tensors.size(), 4u);  // the model's entries only
+  EXPECT_FALSE(loaded.tensors.contains("conv1.weight.momentum_buffer"));
+  ASSERT_EQ(loaded.extra.size(), 3u);
+  EXPECT_EQ(loaded.extra.at("group.head.lr").item<double>(), 0.1 / 3);  // float64 survives exactly
+  EXPECT_EQ(loaded.extra.at("conv1.weight.momentum_buffer").shape(), Shape({4, 3, 3, 3}));
+  EXPECT_EQ(loaded.extra.at("optimizer.step").item<std::int64_t>(), 12);
+  EXPECT_EQ(loaded.metadata.training_state, R"({"epoch": 3})");
+  StateDict reserved;
+  reserved.insert("_extra.x", zeros({1}));
+  EXPECT_THROW(save_weights(file("bad.h5"), reserved, m), ValueError);
+}
+
 TEST_F(WeightsFileTest, DatasetsSitAtTheDottedPath) {
   save_weights(file("w.h5"), sample_tensors(), sample_metadata());
   const h5::File f = h5::File::open_read(file("w.h5"));
