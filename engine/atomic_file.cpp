@@ -37,6 +37,8 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
            " does not exist");
   TL_CHECK(::access(folder.c_str(), W_OK) == 0, Error, "cannot write ", path_, ": folder ", folder,
            " is not writable");
+  TL_CHECK(!std::filesystem::is_directory(path_), Error, "cannot write ", path_,
+           ": it is a folder (name a file in it)");
   temp_path_ = str(path_, ".tmp-", ::getpid(), "-", counter++);
 }
 

@@ -42,12 +42,22 @@ bool glob_match(const std::string& pattern, const std::string& text) {
 }
 
 std::string LoadReport::summary() const {
+  // A file of another architecture misses hundreds of entries; the first few of each kind say enough.
+  constexpr std::size_t kShown = 8;
   std::ostringstream out;
-  for (const auto& name : missing) out << "missing from the state dict: " << name << "\n";
-  for (const auto& name : unexpected) out << "not in the model: " << name << "\n";
-  for (const auto& m : mismatched)
-    out << "shape mismatch: " << m.name << " is " << shape_str(m.expected) << " in the model, "
-        << shape_str(m.found) << " in the state dict\n";
+  const auto more = [&out](std::size_t count, const char* what) {
+    if (count > kShown) out << "... and " << count - kShown << " more " << what << "\n";
+  };
+  for (std::size_t i = 0; i < std::min(missing.size(), kShown); ++i)
+    out << "missing from the state dict: " << missing[i] << "\n";
+  more(missing.size(), "missing from the state dict");
+  for (std::size_t i = 0; i < std::min(unexpected.size(), kShown); ++i)
+    out << "not in the model: " << unexpected[i] << "\n";
+  more(unexpected.size(), "not in the model");
+  for (std::size_t i = 0; i < std::min(mismatched.size(), kShown); ++i)
+    out << "shape mismatch: " << mismatched[i].name << " is " << shape_str(mismatched[i].expected)
+        << " in the model, " << shape_str(mismatched[i].found) << " in the state dict\n";
+  more(mismatched.size(), "with another shape");
   return out.str();
 }
 

@@ -473,7 +473,8 @@ Tensor normal(const Shape& shape, double mean, double stddev, Generator& generat
 
 Tensor from_buffer(const void* data, const Shape& shape, DType dtype) {
   Tensor t = empty(shape, dtype);
-  std::memcpy(t.raw_data(), data, static_cast<std::size_t>(t.numel()) * dtype_size(dtype));
+  // An empty tensor may come from an empty vector, whose data() is null: memcpy must not see it (UBSan).
+  if (t.numel() > 0) std::memcpy(t.raw_data(), data, static_cast<std::size_t>(t.numel()) * dtype_size(dtype));
   return t;
 }
 

@@ -28,7 +28,7 @@ const std::vector<Architecture>& architectures() {
       out.push_back(
           {"mobilenet_v1" + suffix,
            "MobileNetV1 alpha " + std::to_string(alpha).substr(0, 4) + " (keras.applications layout)",
-           [alpha](std::int64_t classes, Generator& g) { return mobilenet_v1(alpha, classes, g); }});
+           [alpha = alpha](std::int64_t classes, Generator& g) { return mobilenet_v1(alpha, classes, g); }});
     }
     return out;
   }();

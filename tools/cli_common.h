@@ -6,6 +6,7 @@
 #include <exception>
 #include <string>
 
+#include "engine/atomic_file.h"
 #include "engine/error.h"
 #include "models/registry.h"
 
@@ -31,6 +32,16 @@ inline std::string thousands(std::int64_t n) {
     out += digits[i];
   }
   return n < 0 ? "-" + out : out;
+}
+
+// Throws ValueError naming the flag when `path` cannot be written as an output file (its folder is missing or
+// not writable, or a folder stands at `path`), so that a tool fails before its work, not after it.
+inline void check_output_path(const std::string& path, const char* flag) {
+  try {
+    const AtomicFile probe(path);  // reserves a temporary name only; nothing is created
+  } catch (const Error& e) {
+    throw ValueError(str(flag, ": ", e.what()));
+  }
 }
 
 // Throws ValueError naming the flag when `name` is not a registry architecture.

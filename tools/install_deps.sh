@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake ninja-build pkg-config clang-format
+  # the fuzz build (tests/fuzz/): clang and its libFuzzer runtime
+  clang libclang-rt-14-dev
   # libraries tl links
   libopenblas-dev libhdf5-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev libzip-dev libonnx-dev libprotobuf-dev
   libcli11-dev nlohmann-json3-dev

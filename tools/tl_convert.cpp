@@ -9,10 +9,12 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "engine/input_file.h"
 #include "models/detect.h"
 #include "models/registry.h"
 #include "tools/cli_common.h"
 #include "weights/importers.h"
+#include "weights/pretrained.h"
 #include "weights/weights_file.h"
 
 namespace {
@@ -42,6 +44,7 @@ weights::Imported read_any(const std::string& path, weights::SourceFormat format
 // One class name per line. ImageNet label files in TensorFlow order start with "background": with one line
 // more than the head has outputs, that line is dropped.
 std::vector<std::string> read_class_names(const std::string& path, std::int64_t classes) {
+  require_readable_file(path);
   std::ifstream in(path);
   TL_CHECK(in.good(), Error, path, ": cannot open the class-names file");
   std::vector<std::string> names;
@@ -67,6 +70,7 @@ int run(const std::string& input, const std::string& output, std::string arch,
   weights::Imported imported = read_any(input, format);
   std::printf("tl_convert: read %s as %s (%zu tensors)\n", input.c_str(), imported.format.c_str(),
               imported.tensors.size());
+  weights::check_finite(imported.tensors, input);
 
   const models::Detection detected = models::detect_architecture(imported.tensors);
   if (arch.empty()) arch = imported.metadata.architecture;
@@ -127,6 +131,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   return tools::run_reporting_errors("tl_convert", [&] {
     if (!arch.empty()) tools::check_architecture(arch, "--arch");
+    tools::check_output_path(output, "-o");
+    if (!classes_file.empty()) require_readable_file(classes_file);
     return run(input, output, arch, classes_file);
   });
 }

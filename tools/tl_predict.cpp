@@ -76,19 +76,30 @@ int run(const std::string& weights_path, const std::vector<std::string>& inputs,
   TL_CHECK(batch_size >= 1, ValueError, "--batch-size must be at least 1, got ", batch_size);
   TL_CHECK(inputs.empty() != tensor_path.empty(), ValueError,
            "give either images (files or folders) or --tensor IN.npy, not both and not neither");
-  const weights::WeightsFile file = weights::load_weights(weights_path);
+  if (!logits_path.empty()) tools::check_output_path(logits_path, "--logits");
+  const weights::WeightsFile file = weights::read_model_weights(weights_path);
   const weights::Metadata& m = file.metadata;
   TL_CHECK(!m.architecture.empty(), Error, weights_path, ": the file does not name its architecture");
   const auto model = models::create_model(m.architecture, m.num_classes);
   weights::load_pretrained(*model, file, weights_path);
   model->eval();
   NoGradGuard no_grad;
+  if (top_k > m.num_classes)
+    std::fprintf(stderr, "tl_predict: --topk %d is more than the model's %lld classes; printing all %lld\n",
+                 top_k, static_cast<long long>(m.num_classes), static_cast<long long>(m.num_classes));
 
   std::vector<Tensor> all_logits;
   if (!tensor_path.empty()) {
     const Tensor x = load_npy(tensor_path).to(DType::Float32);
     TL_CHECK(x.dim() == 4 && x.size(1) == 3, ShapeError, tensor_path,
              ": expected an NCHW float32 array with 3 channels, got ", shape_str(x.shape()));
+    TL_CHECK(x.size(0) >= 1 && x.size(2) >= 1 && x.size(3) >= 1, ShapeError, tensor_path,
+             ": holds no image (shape ", shape_str(x.shape()), ")");
+    const Tensor dense = x.contiguous();
+    const float* values = dense.data<float>();
+    for (std::int64_t i = 0; i < x.numel(); ++i)
+      TL_CHECK(std::isfinite(values[i]), ValueError, tensor_path, ": element ", i, " is ", values[i],
+               "; the input must be finite");
     const Tensor logits = model->forward(x);
     for (std::int64_t i = 0; i < x.size(0); ++i)
       print_top_k(str(tensor_path, "[", i, "]"), logits.data<float>() + i * m.num_classes, m.num_classes,

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "engine/error.h"
+#include "engine/input_file.h"
 #include "weights/hdf5.h"
 #include "weights/importers.h"
 
@@ -57,8 +58,9 @@ const char* format_name(SourceFormat format) {
 }
 
 SourceFormat detect_format(const std::string& path) {
-  TL_CHECK(std::filesystem::is_regular_file(path), Error, path, ": no such file");
+  require_readable_file(path);
   const std::uintmax_t size = std::filesystem::file_size(path);
+  TL_CHECK(size > 0, Error, path, ": the file is empty (0 bytes)");
   const std::string head = head_of(path, 16);
   if (head.size() >= 4 && head.compare(0, 4, "PK\x03\x04") == 0)
     return SourceFormat::Pth;  // torch >= 1.6: a zip

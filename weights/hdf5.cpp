@@ -1,10 +1,18 @@
 #include "weights/hdf5.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 
 #include "engine/error.h"
+#include "engine/input_file.h"
+#include "weights/hdf5_heaps.h"
 
 namespace tl::weights::h5 {
 namespace {
@@ -26,6 +34,9 @@ class QuietErrors {
 // The largest dataset we agree to allocate: generous for real weights, far below what a hostile header could
 // declare.
 constexpr std::uint64_t kMaxDatasetBytes = std::uint64_t{16} << 30;
+// deflate's largest expansion (zlib's technical notes): the most a chunked, compressed dataset can hold per
+// byte stored.
+constexpr std::uint64_t kMaxCompressionRatio = 1032;
 
 Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {
   if (id < 0) throw Error(what);
@@ -70,25 +81,63 @@ void Handle::reset() {
 // ---- files ------------------------------------------------------------------------------------------------
 
 File File::open_read(const std::string& path) {
-  TL_CHECK(std::filesystem::is_regular_file(path), Error, path, ": no such file");
+  require_readable_file(path);
   QuietErrors quiet;
   TL_CHECK(H5Fis_hdf5(path.c_str()) > 0, Error, path, ": not an HDF5 file");
+  check_global_heaps(path);  // before libhdf5 reads any string from it
   return File(path, checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
                             path + ": cannot open the HDF5 file (damaged or truncated?)"));
 }
 
 File File::create(const std::string& path) {
   QuietErrors quiet;
-  return File(path, checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
-                            path + ": cannot create the HDF5 file"));
+  // The core driver without a backing store: the file lives in memory, grown 64 MiB at a time.
+  const Handle access = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate");
+  TL_CHECK(H5Pset_fapl_core(access.get(), std::size_t{64} << 20, /*backing_store=*/0) >= 0, Error,
+           "H5Pset_fapl_core");
+  File file(path, checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose,
+                          path + ": cannot create the HDF5 file"));
+  file.in_memory_ = true;
+  return file;
 }
+
+namespace {
+
+void write_bytes(const std::string& path, const std::vector<char>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  TL_CHECK(fd >= 0, Error, path, ": cannot create the file: ", std::strerror(errno));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int saved = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      throw Error(
+          str(path, ": writing failed after ", done, " of ", bytes.size(), " bytes: ", std::strerror(saved)));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  TL_CHECK(::close(fd) == 0, Error, path, ": writing failed: ", std::strerror(errno));
+}
+
+}  // namespace
 
 void File::close() {
   if (!handle_.valid()) return;
   QuietErrors quiet;
-  const herr_t flushed = H5Fflush(handle_.get(), H5F_SCOPE_GLOBAL);
-  const herr_t closed = H5Fclose(handle_.release());
-  TL_CHECK(flushed >= 0 && closed >= 0, Error, path_, ": writing the HDF5 file failed (disk full?)");
+  if (!in_memory_) {
+    TL_CHECK(H5Fclose(handle_.release()) >= 0, Error, path_, ": closing the HDF5 file failed");
+    return;
+  }
+  TL_CHECK(H5Fflush(handle_.get(), H5F_SCOPE_GLOBAL) >= 0, Error, path_, ": finishing the HDF5 file failed");
+  const ssize_t size = H5Fget_file_image(handle_.get(), nullptr, 0);
+  TL_CHECK(size > 0, Error, path_, ": finishing the HDF5 file failed");
+  std::vector<char> image(static_cast<std::size_t>(size));
+  TL_CHECK(H5Fget_file_image(handle_.get(), image.data(), image.size()) == size, Error, path_,
+           ": finishing the HDF5 file failed");
+  handle_.reset();  // the in-memory file; nothing of it is on disk yet
+  write_bytes(path_, image);
 }
 
 // ---- reading ----------------------------------------------------------------------------------------------
@@ -186,11 +235,23 @@ std::vector<T> File::read_dataset(const std::string& dataset, hid_t memory_type,
   // one).
   const Handle plist =
       checked(H5Dget_create_plist(d.get()), H5Pclose, path_ + ": '" + dataset + "' is damaged");
+  const std::uintmax_t file_size = std::filesystem::file_size(path_);
+  const std::uint64_t declared = count * info.element_size;
   if (H5Pget_layout(plist.get()) == H5D_CONTIGUOUS) {
-    const std::uintmax_t file_size = std::filesystem::file_size(path_);
-    TL_CHECK(count * info.element_size <= file_size, Error, path_, ": dataset '", dataset, "' declares ",
-             shape_str(info.shape), " (", count * info.element_size, " bytes) but the file holds only ",
-             file_size, " bytes (truncated?)");
+    TL_CHECK(declared <= file_size, Error, path_, ": dataset '", dataset, "' declares ",
+             shape_str(info.shape), " (", declared, " bytes) but the file holds only ", file_size,
+             " bytes (truncated?)");
+  } else {
+    // Chunked (or compact) data may be compressed, so the file bounds it only through the compression ratio;
+    // and chunks never written read as the fill value, so without this a few KiB could declare gigabytes.
+    // The chunk index's sizes are the file's word too: libhdf5 allocates a buffer of each chunk's stored size
+    // before reading it, so a damaged index could ask for gigabytes.
+    const std::uint64_t stored = H5Dget_storage_size(d.get());
+    TL_CHECK(stored <= file_size, Error, path_, ": dataset '", dataset, "' claims to store ", stored,
+             " bytes but the file holds only ", file_size, " (damaged chunk index?)");
+    TL_CHECK(declared <= stored * kMaxCompressionRatio, Error, path_, ": dataset '", dataset, "' declares ",
+             shape_str(info.shape), " (", declared, " bytes) but stores only ", stored,
+             " bytes, more than deflate could expand (truncated, or chunks never written?)");
   }
   std::vector<T> out(static_cast<std::size_t>(count));
   if (count > 0)
@@ -293,7 +354,9 @@ std::vector<double> File::read_double_attribute(const std::string& object, const
 
 std::int64_t File::read_int_attribute(const std::string& object, const std::string& name) const {
   const std::vector<double> v = read_double_attribute(object, name);
-  TL_CHECK(v.size() == 1 && v[0] == static_cast<double>(static_cast<std::int64_t>(v[0])), Error, path_,
+  // The range first: converting a double outside int64 (or NaN) is undefined behaviour (tests/fuzz/ found
+  // it).
+  TL_CHECK(v.size() == 1 && v[0] >= -0x1p63 && v[0] < 0x1p63 && std::trunc(v[0]) == v[0], Error, path_,
            ": attribute '", name, "' is not a single integer");
   return static_cast<std::int64_t>(v[0]);
 }

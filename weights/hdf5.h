@@ -51,11 +51,14 @@ struct DatasetInfo {
 class File {
  public:
   static File open_read(const std::string& path);
-  // Creates (truncating) `path` for writing.
+  // A new file to be written to `path`. It is built in memory and reaches the disk only in close(), with
+  // plain POSIX writes: a full disk then fails in tl's code with errno's reason, and the HDF5 library never
+  // holds a half-written file (its 1.10 termination crashes on a file whose flush failed).
   static File create(const std::string& path);
 
   const std::string& path() const { return path_; }
-  // Flushes and closes; errors surface here rather than being lost in a destructor.
+  // Closes the file; a created file is written to its path here (truncating what was there), and errors
+  // surface here rather than being lost in a destructor. A created file never closed is never written.
   void close();
 
   // ---- reading --------------------------------------------------------------------------------------------
@@ -101,6 +104,7 @@ class File {
 
   std::string path_;
   Handle handle_;
+  bool in_memory_ = false;  // created: close() writes the image to path_
 };
 
 }  // namespace tl::weights::h5

@@ -1,8 +1,10 @@
 #include "weights/pretrained.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "engine/error.h"
+#include "weights/importers.h"
 
 namespace tl::weights {
 namespace {
@@ -30,12 +32,35 @@ std::string describe_head(const std::vector<std::pair<std::string, Shape>>& entr
 
 }  // namespace
 
+WeightsFile read_model_weights(const std::string& path) {
+  const SourceFormat format = detect_format(path);
+  TL_CHECK(format == SourceFormat::TlWeights || format == SourceFormat::Unknown, Error, path, " is a ",
+           format_name(format), " checkpoint, not a tl weight file: convert it first (tl_convert ", path,
+           " -o model.h5)");
+  return load_weights(path);
+}
+
+void check_finite(const StateDict& tensors, const std::string& path) {
+  for (const auto& [name, t] : tensors) {
+    if (t.dtype() == DType::Int64) continue;
+    const std::vector<double> values = t.to_vector<double>();
+    std::int64_t bad = 0, first = -1;
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values[i]) && bad++ == 0) first = static_cast<std::int64_t>(i);
+    TL_CHECK(bad == 0, Error, path, ": tensor '", name, "' ", shape_str(t.shape()), " holds ", bad,
+             " NaN or infinite value(s) (the first at element ", first, ": ",
+             values[static_cast<std::size_t>(std::max<std::int64_t>(first, 0))],
+             "); such weights would give NaN outputs, so they are refused");
+  }
+}
+
 LoadReport load_pretrained(models::Model& model, const WeightsFile& file, const std::string& path,
                            const PretrainedOptions& options) {
   const std::string& arch = file.metadata.architecture;
   TL_CHECK(arch.empty() || arch == model.architecture(), ValueError, path, " holds ", arch,
            " weights, but the model is ", model.architecture(), " (choose --model ", arch, ")");
 
+  check_finite(file.tensors, path);
   const StateDict mine = model.state_dict();
   const std::string& head = model.head_path();
   const auto file_head = head_entries(file.tensors, head), model_head = head_entries(mine, head);

@@ -38,8 +38,10 @@ bool is_hdf5_file(const std::string& path) {
   return in.read(head, 8) && std::equal(head, head + 8, kSignature);
 }
 
-void save_weights(const std::string& path, const StateDict& tensors, const Metadata& metadata,
-                  const StateDict& extra) {
+namespace {
+
+void write_weights(const std::string& path, const StateDict& tensors, const Metadata& metadata,
+                   const StateDict& extra) {
   AtomicFile out(path);
   h5::File file = h5::File::create(out.temp_path());
   // Model tensors are stored as float32; extras keep float64 (an optimizer's learning rates must round-trip
@@ -81,6 +83,19 @@ void save_weights(const std::string& path, const StateDict& tensors, const Metad
     file.write_string_attribute("training_state", metadata.training_state);
   file.close();
   out.commit();
+}
+
+}  // namespace
+
+void save_weights(const std::string& path, const StateDict& tensors, const Metadata& metadata,
+                  const StateDict& extra) {
+  try {
+    write_weights(path, tensors, metadata, extra);
+  } catch (const ValueError&) {
+    throw;  // about the tensors, not the file
+  } catch (const Error& e) {
+    throw Error(str("cannot write ", path, ": ", e.what()));
+  }
 }
 
 WeightsFile load_weights(const std::string& path) {

@@ -84,6 +84,15 @@ std::vector<std::int64_t> idx_dims(const std::vector<std::uint8_t>& bytes, std::
   return dims;
 }
 
+// Throws ValueError naming `path` unless it is a folder, saying whether it is missing or something else.
+void require_folder(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return;
+  TL_CHECK(!fs::exists(path, ec), ValueError, path,
+           ": not a folder (a data set is a folder of class folders)");
+  throw ValueError(str(path, ": no such folder"));
+}
+
 std::string locate(const std::string& folder, const std::string& stem) {
   for (const std::string& name : {stem + ".gz", stem})
     if (fs::is_regular_file(fs::path(folder) / name)) return (fs::path(folder) / name).string();
@@ -126,7 +135,7 @@ std::vector<std::int64_t> seeded_permutation(std::int64_t n, std::uint64_t seed)
 
 ImageFolder ImageFolder::scan(const std::string& root) {
   std::error_code ec;
-  TL_CHECK(fs::is_directory(root, ec), ValueError, root, ": no such folder");
+  require_folder(root);
   ImageFolder folder;
   folder.root = root;
   std::int64_t loose_files = 0;
@@ -166,7 +175,7 @@ std::int64_t ImageFolder::count(std::int64_t label) const {
 Splits find_splits(const std::string& root, const std::string& val_root, double val_fraction,
                    std::uint64_t seed) {
   std::error_code ec;
-  TL_CHECK(fs::is_directory(root, ec), ValueError, root, ": no such folder");
+  require_folder(root);
   const fs::path train_dir = fs::path(root) / "train", val_dir = fs::path(root) / "val";
   const bool has_train = fs::is_directory(train_dir, ec), has_val = fs::is_directory(val_dir, ec);
   Splits splits;
@@ -195,7 +204,8 @@ Splits find_splits(const std::string& root, const std::string& val_root, double 
       if (s.label == label) members.push_back(&s);
     const auto n = static_cast<std::int64_t>(members.size());
     TL_CHECK(n >= 2, ValueError, source, ": class '", all.classes[static_cast<std::size_t>(label)], "' has ",
-             n, " image, too few to split into training and validation (add images or a val/ folder)");
+             n, n == 1 ? " file" : " files",
+             ", too few to split into training and validation (add images or a val/ folder)");
     const std::int64_t k =
         std::clamp<std::int64_t>(std::llround(static_cast<double>(n) * val_fraction), 1, n - 1);
     const auto order =

@@ -44,6 +44,8 @@ void jpeg_warning(j_common_ptr cinfo, int level) {
   std::longjmp(errors->jump, 1);
 }
 
+constexpr std::int64_t kMaxJpegPixelsPerByte = 4096;
+
 // Returns an empty string on success, else libjpeg's message. Plain C style on purpose: nothing with a
 // destructor lives between setjmp and a longjmp.
 std::string decode_jpeg(const std::uint8_t* data, std::size_t size, Image& out) {
@@ -65,6 +67,17 @@ std::string decode_jpeg(const std::uint8_t* data, std::size_t size, Image& out) 
   if (static_cast<std::int64_t>(cinfo.image_width) * cinfo.image_height > kMaxImagePixels) {
     jpeg_destroy_decompress(&cinfo);
     return "image too large";
+  }
+  // On corrupt or missing scan data libjpeg warns and decodes gray, so a header alone could make a few bytes
+  // cost the work of the largest image. Huffman coding spends at least one bit per 8x8 block per component,
+  // so a real JPEG holds at most 512 pixels per byte; 4096 leaves room for arithmetic coding.
+  const std::int64_t pixels = static_cast<std::int64_t>(cinfo.image_width) * cinfo.image_height;
+  if (pixels > static_cast<std::int64_t>(size) * kMaxJpegPixelsPerByte) {
+    std::snprintf(errors.message, sizeof errors.message,
+                  "%u x %u pixels cannot be encoded in %zu bytes (damaged header)", cinfo.image_width,
+                  cinfo.image_height, size);
+    jpeg_destroy_decompress(&cinfo);
+    return errors.message;
   }
   jpeg_start_decompress(&cinfo);
   const std::int64_t width = cinfo.output_width, height = cinfo.output_height;

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -15,11 +16,14 @@ void validate(const TrainConfig& c) {
            "--model: name the architecture (tl_models lists them), or give --weights, which names it");
   TL_CHECK(c.epochs >= 1, ValueError, "--epochs must be at least 1, got ", c.epochs);
   TL_CHECK(c.batch_size >= 1, ValueError, "--batch-size must be at least 1, got ", c.batch_size);
-  TL_CHECK(c.lr > 0, ValueError, "--lr must be positive, got ", c.lr);
-  TL_CHECK(c.base_lr >= 0, ValueError, "--base-lr must be positive (or 0 for lr / 10), got ", c.base_lr);
+  // Every real-valued flag must be finite: NaN fails each comparison below, and an infinite rate or decay
+  // would pass them and only fail (naming no flag) once the optimizer is built.
+  TL_CHECK(c.lr > 0 && std::isfinite(c.lr), ValueError, "--lr must be positive and finite, got ", c.lr);
+  TL_CHECK(c.base_lr >= 0 && std::isfinite(c.base_lr), ValueError,
+           "--base-lr must be positive and finite (or 0 for lr / 10), got ", c.base_lr);
   for (const GroupLr& g : c.group_lrs)
-    TL_CHECK(g.lr > 0, ValueError, "--group-lr ", g.pattern, "=", g.lr,
-             ": the learning rate must be positive");
+    TL_CHECK(g.lr > 0 && std::isfinite(g.lr), ValueError, "--group-lr ", g.pattern, "=", g.lr,
+             ": the learning rate must be positive and finite");
   TL_CHECK(c.workers >= 0 && c.workers <= 64, ValueError, "--workers must be between 0 and 64, got ",
            c.workers);
   TL_CHECK(c.image_size == 0 || (c.image_size >= 16 && c.image_size <= 4096), ValueError,
@@ -27,7 +31,8 @@ void validate(const TrainConfig& c) {
   TL_CHECK(c.val_fraction > 0 && c.val_fraction < 1, ValueError, "--val-fraction must be in (0, 1), got ",
            c.val_fraction);
   TL_CHECK(c.momentum >= 0 && c.momentum < 1, ValueError, "--momentum must be in [0, 1), got ", c.momentum);
-  TL_CHECK(c.weight_decay >= 0, ValueError, "--weight-decay must not be negative, got ", c.weight_decay);
+  TL_CHECK(c.weight_decay >= 0 && std::isfinite(c.weight_decay), ValueError,
+           "--weight-decay must be finite and not negative, got ", c.weight_decay);
   TL_CHECK(c.label_smoothing >= 0 && c.label_smoothing < 1, ValueError,
            "--label-smoothing must be in [0, 1), got ", c.label_smoothing);
   for (const auto& [flag, value, allowed] :

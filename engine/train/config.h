@@ -60,6 +60,7 @@ struct TrainConfig {
   int workers = 4;
   std::uint64_t seed = 0;
   std::string out = "runs/run";
+  bool overwrite = false;  // start afresh in a run folder that already holds a run's checkpoints
 };
 
 // Throws ValueError naming the flag for any value that cannot work (epochs < 1, batch size 0, lr <= 0, ...).

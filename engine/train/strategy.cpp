@@ -11,6 +11,18 @@ bool starts_with(const std::string& s, const std::string& prefix) {
   return s.rfind(prefix, 0) == 0;
 }
 
+// Throws ValueError naming `flag` unless `pattern` names some parameter of the model (as Module::unfreeze
+// matches: a glob over full names, or a module path), so that a misspelt block fails before training rather
+// than at the epoch that reaches it, or never.
+void check_block(const models::Model& model, const std::string& pattern, const std::string& flag) {
+  const auto parameters = model.named_parameters();
+  for (const auto& [name, _] : parameters)
+    if (glob_match(pattern, name) || glob_match(pattern + ".*", name)) return;
+  throw ValueError(str(flag, ": '", pattern, "' matches no parameter of ", model.architecture(),
+                       " (names look like '", parameters.empty() ? std::string() : parameters.front().first,
+                       "'; blocks are module paths such as '", last_stage(model).front(), "')"));
+}
+
 }  // namespace
 
 std::vector<std::string> last_stage(const models::Model& model) {
@@ -44,12 +56,16 @@ StrategyPlan plan_strategy(const TrainConfig& config, const models::Model& model
     plan.reason = "as asked (--strategy " + config.strategy + ")";
   }
 
+  TL_CHECK(config.unfreeze.empty() || plan.strategy == "finetune", ValueError,
+           "--unfreeze names the blocks that train with --strategy finetune, but this run's strategy is ",
+           plan.strategy, ": ", plan.reason, "; ask for --strategy finetune");
   if (plan.strategy == "full") {
     plan.trainable = {"*"};
   } else {
     plan.trainable = {model.head_path()};
     if (plan.strategy == "finetune") {
       const std::vector<std::string> blocks = config.unfreeze.empty() ? last_stage(model) : config.unfreeze;
+      for (const std::string& b : config.unfreeze) check_block(model, b, "--unfreeze");
       plan.trainable.insert(plan.trainable.end(), blocks.begin(), blocks.end());
     }
   }
@@ -82,6 +98,7 @@ std::vector<UnfreezeStep> parse_unfreeze_schedule(const std::string& text, const
              "': epochs must not decrease");
     const std::string block = entry.substr(colon + 1);
     step.pattern = block == "all" ? "*" : block == "head" ? model.head_path() : block;
+    check_block(model, step.pattern, str("--unfreeze-schedule '", text, "'"));
     steps.push_back(step);
   }
   TL_CHECK(!steps.empty(), ValueError, "--unfreeze-schedule: empty schedule");

@@ -1,5 +1,6 @@
 #include "engine/train/trainer.h"
 
+#include <unistd.h>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -104,7 +105,12 @@ models::HeadSpec head_spec(const std::string& head, std::int64_t classes) {
     std::getline(parts, hidden, ':');
     std::getline(parts, dropout, ':');
     try {
-      return {classes, std::stoll(hidden), dropout.empty() ? 0.0 : std::stod(dropout)};
+      const models::HeadSpec spec{classes, std::stoll(hidden), dropout.empty() ? 0.0 : std::stod(dropout)};
+      // A hidden width of 0 would leave a head that sees nothing but its biases.
+      TL_CHECK(spec.hidden >= 1, ValueError, "--head '", head, "': the hidden width must be at least 1");
+      return spec;
+    } catch (const ValueError&) {
+      throw;
     } catch (const std::exception&) {
     }
   }
@@ -241,6 +247,20 @@ void save_checkpoint(const std::string& path, const models::Model& model,
 }
 
 // ---- the run
+// Before anything loads or trains: the run folder must exist or be creatable and be writable, and must not
+// hold another run's checkpoints, which a new run would overwrite, unless asked to (--overwrite).
+void prepare_run_folder(const TrainConfig& c) {
+  std::error_code error;
+  fs::create_directories(c.out, error);
+  TL_CHECK(!error && fs::is_directory(c.out), Error, "--out ", c.out, ": cannot create the run folder (",
+           error ? error.message() : std::string("a file of that name is in the way"), ")");
+  TL_CHECK(::access(c.out.c_str(), W_OK) == 0, Error, "--out ", c.out, ": the run folder is not writable");
+  if (c.overwrite) return;
+  for (const char* name : {"last.h5", "best.h5"})
+    TL_CHECK(!fs::exists(fs::path(c.out) / name), Error, "--out ", c.out, " already holds a run (", name,
+             "): continue it with --resume ", c.out, ", or pass --overwrite to start again there");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 
 class Run {
@@ -249,7 +269,7 @@ class Run {
 
   TrainResult start() {
     validate(config_);
-    fs::create_directories(config_.out);
+    prepare_run_folder(config_);
     setup(/*resuming=*/nullptr);
     return loop();
   }
@@ -292,7 +312,7 @@ class Run {
     // The preprocessing is the weights' (their mean and std) or the architecture's; the model itself is built
     // once the data says how many classes there are.
     std::optional<weights::WeightsFile> pretrained;
-    if (!resuming && is_pretrained(config_)) pretrained = weights::load_weights(config_.weights);
+    if (!resuming && is_pretrained(config_)) pretrained = weights::read_model_weights(config_.weights);
     Preprocessing pre = resuming     ? model_->preprocessing()
                         : pretrained ? pretrained->metadata.preprocessing
                                      : models::create_model(config_.model, 1)->preprocessing();
@@ -319,17 +339,27 @@ class Run {
     optimizer_ = make_optimizer(config_, planner_->build());
     scheduler_ = optim::parse_schedule(config_.scheduler, config_.epochs);
 
+    cached_ = plan_.strategy == "feature-extract" && unfreeze_steps_.empty() &&
+              (config_.cache_features == "on" || (config_.cache_features == "auto" && !config_.augment));
+
     data::DataLoader::Options lo;
     lo.batch_size = config_.batch_size;
     lo.workers = config_.workers;
     lo.seed = config_.seed;
     lo.strict = config_.strict_data;
+    // BatchNorm cannot train on a batch of one image (at small sizes that is one value per channel), so a
+    // last batch that would hold a single image is left out of each epoch. The cached loop trains only the
+    // head, which has no BatchNorm, and needs every sample in its cache.
+    const std::int64_t train_size = data_.train->size();
+    lo.drop_last = !cached_ && train_size > config_.batch_size && train_size % config_.batch_size == 1;
     train_loader_ = std::make_unique<data::DataLoader>(data_.train, lo);
+    lo.drop_last = false;
     lo.shuffle = false;
     val_loader_ = std::make_unique<data::DataLoader>(data_.val, lo);
-
-    cached_ = plan_.strategy == "feature-extract" && unfreeze_steps_.empty() &&
-              (config_.cache_features == "on" || (config_.cache_features == "auto" && !config_.augment));
+    if (train_loader_->samples_per_epoch() < train_size)
+      say(str(train_size, " training images in batches of ", config_.batch_size,
+              " leave a last batch of one image, which BatchNorm cannot train on: each epoch leaves that one "
+              "(shuffled) image out"));
     TL_CHECK(!(config_.cache_features == "on" && !cached_), ValueError,
              "--cache-features on needs --strategy feature-extract without an unfreeze schedule");
     TL_CHECK(!(cached_ && config_.augment), ValueError,
@@ -404,6 +434,11 @@ class Run {
 
   bool stop_requested() const { return options_.stop && options_.stop->load(); }
 
+  static std::string first_bad(const data::DataLoader& loader) {
+    const auto bad = loader.bad_samples();
+    return bad.empty() ? std::string("none recorded") : bad.front().reason;
+  }
+
   // ---- one epoch, uncached
   // --------------------------------------------------------------------------------------
 
@@ -475,6 +510,8 @@ class Run {
       for (const std::int64_t index : batch->indices) row_of[static_cast<std::size_t>(index)] = images++;
       if (!options_.quiet) progress.update(++done, 0, 0, images);
     }
+    TL_CHECK(images > 0, Error, "no ", what, " image could be read: all ", loader.dataset().size(),
+             " files failed to load (the first: ", first_bad(loader), ")");
     return {concatenate(features), concatenate(labels), std::move(row_of)};
   }
 
@@ -572,8 +609,13 @@ class Run {
                 state_.epochs_done, " (continue with --resume ", config_.out, ")"));
         break;
       }
+      // A data set of files none of which decode would otherwise train on nothing and report 0% accuracy.
+      TL_CHECK(images > 0, Error, "no training image could be read: all ", data_.train->size(),
+               " files failed to load (the first: ", first_bad(*train_loader_), ")");
       const double train_seconds = seconds_since(t0);
       const Accumulator val = cached_ ? evaluate_cached() : evaluate();
+      TL_CHECK(val.count() > 0, Error, "no validation image could be read: all ", data_.val->size(),
+               " files failed to load (the first: ", first_bad(*val_loader_), ")");
       const double seconds = seconds_since(t0);
       epoch_seconds_total += seconds;
       ++epochs_run;
@@ -593,16 +635,24 @@ class Run {
       state_.epochs_done = epoch + 1;
 
       const bool best = r.val_accuracy > state_.best_accuracy;
-      if (best) {
-        state_.best_accuracy = r.val_accuracy;
-        state_.best_epoch = r.epoch;
-        state_.best_confusion = val.confusion();
-        save_checkpoint(config_.out + "/best.h5", *model_, classes_, config_, "", nullptr);
+      // A failed write (a full disk) stops the run; every file is replaced atomically, so what the earlier
+      // epochs wrote is intact and the run can continue from it once there is room.
+      try {
+        if (best) {
+          state_.best_accuracy = r.val_accuracy;
+          state_.best_epoch = r.epoch;
+          state_.best_confusion = val.confusion();
+          save_checkpoint(config_.out + "/best.h5", *model_, classes_, config_, "", nullptr);
+        }
+        save_checkpoint(config_.out + "/last.h5", *model_, classes_, config_,
+                        state_json(config_, state_, *model_), optimizer_.get());
+        write_metrics(config_.out, state_.history);
+        write_curves(config_.out + "/curves.svg", state_.history);
+      } catch (const Error& e) {
+        throw Error(str("epoch ", r.epoch, ": ", e.what(),
+                        " (the files of the earlier epochs are intact; make room, ",
+                        "then continue with --resume ", config_.out, ")"));
       }
-      save_checkpoint(config_.out + "/last.h5", *model_, classes_, config_,
-                      state_json(config_, state_, *model_), optimizer_.get());
-      write_metrics(config_.out, state_.history);
-      write_curves(config_.out + "/curves.svg", state_.history);
 
       const double remaining =
           (config_.epochs - epoch - 1) * (epoch_seconds_total / static_cast<double>(epochs_run));
@@ -674,6 +724,7 @@ TrainResult resume(const std::string& run_folder, std::int64_t epochs, const Run
   const nlohmann::json state = nlohmann::json::parse(file.metadata.training_state);
   TrainConfig config = config_from_json(state.at("config").dump());
   config.out = run_folder;
+  TL_CHECK(epochs >= 0, ValueError, "--resume-epochs must be at least 1, got ", epochs);
   if (epochs > 0) config.epochs = epochs;
   validate(config);
   return Run(config, options).resume_from(file, state);

@@ -360,7 +360,7 @@ TEST(ScheduleParse, ErrorsNameTheTextAndTheProblem) {
       {"", "unknown schedule ''"},
   };
   for (const auto& [text, why] : bad)
-    expect_value_error([&] { parse_schedule(text, 10); }, {"--scheduler '" + text + "': ", why});
+    expect_value_error([&text = text] { parse_schedule(text, 10); }, {"--scheduler '" + text + "': ", why});
   expect_value_error([] { parse_schedule("cosine", 0); }, {"--scheduler 'cosine'", "at least 1 epoch"});
 }
 

@@ -98,7 +98,7 @@ TEST_F(Cli, PredictOnATensorReproducesTorchvisionsLogits) {
                  "expected an NCHW float32 array");
   expect_failure(tool("tl_predict") + " --weights " + out("absent.h5") + " " + resnet18, "no such file");
   expect_failure(tool("tl_predict") + " --weights " + resnet18 + "/model.pth " + resnet18,
-                 "not an HDF5 file");
+                 "is a torchvision .pth checkpoint, not a tl weight file: convert it first");
   expect_failure(tool("tl_predict") + " --weights " + h5 + " --topk 0 " + resnet18, "--topk");
   expect_failure(tool("tl_predict") + " --weights " + h5, "give either images");
 }

@@ -357,5 +357,26 @@ TEST(PthUnpickler, HostileInputsAreCleanErrors) {
   }
 }
 
+// The memo and the stack are bounded (4M entries each), with an error that says which, so a small hostile
+// pickle cannot grow either without end: BINGET pushes a memoised value again without a new value, and
+// LONG_BINPUT fills the memo from one value.
+TEST(PthUnpickler, MemoAndStackAreBounded) {
+  constexpr std::size_t kLimit = std::size_t{1} << 22;
+  std::string deep = "\x80\x02Nq\x00"s;
+  for (std::size_t i = 0; i <= kLimit; ++i) deep += "h\x00"s;
+  const std::string stack_message = unpickle_error(bytes(deep + "."));
+  EXPECT_NE(stack_message.find("pickle stack deeper than 4194304: refusing"), std::string::npos)
+      << stack_message;
+
+  std::string memo = "\x80\x02N"s;
+  for (std::uint32_t i = 0; i <= kLimit; ++i) {
+    memo += 'r';
+    for (int b = 0; b < 4; ++b) memo += static_cast<char>((i >> (8 * b)) & 0xff);
+  }
+  const std::string memo_message = unpickle_error(bytes(memo + "."));
+  EXPECT_NE(memo_message.find("memo larger than 4194304 entries: refusing"), std::string::npos)
+      << memo_message;
+}
+
 }  // namespace
 }  // namespace tl::weights
