@@ -25,6 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using Result = testing::CommandResult;
 constexpr auto run = &testing::run_command;
+using testing::wait_for;
 
 const std::string kTrain = std::string(TL_TOOLS_DIR) + "/tl_train";
 
@@ -36,15 +37,6 @@ class CrashSafety : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(folder_); }
   std::string path(const std::string& name) const { return (folder_ / name).string(); }
-
-  static bool wait_for(const std::function<bool()>& condition, double seconds) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < until) {
-      if (condition()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return false;
-  }
 
   // The temporary files AtomicFile leaves beside `target` ("<target>.tmp-<pid>-<n>").
   static std::vector<fs::path> temporaries_of(const std::string& target) {
@@ -149,8 +141,7 @@ TEST_F(CrashSafety, RandomKillsAndResumesEndAtTheWeightsOfAnUninterruptedRun) {
   };
   int kills = 0;
   for (int attempt = 0; attempt < 8 && kills < 4; ++attempt) {
-    const Result started = run("sh -c '" + command() + " > " + path("log") + " 2>&1 & echo $!'");
-    const auto pid = static_cast<pid_t>(std::stol(started.output));
+    const pid_t pid = testing::start_command(command(), path("log"));
     const double remaining = run_seconds * static_cast<double>(4 - epochs_done(out)) / 4;
     if (wait_for([&] { return ::kill(pid, 0) != 0; }, fraction(rng) * remaining)) break;  // it finished first
     ::kill(pid, SIGKILL);

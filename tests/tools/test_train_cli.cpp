@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 
 using Result = testing::CommandResult;
 constexpr auto run = &testing::run_command;
+using testing::wait_for;
 
 const std::string kTrain = std::string(TL_TOOLS_DIR) + "/tl_train";
 
@@ -45,17 +46,7 @@ class TrainCli : public ::testing::Test {
 
   // Starts tl_train in the background and returns its pid.
   static pid_t start(const std::string& args, const std::string& log) {
-    const Result r = run("sh -c '" + kTrain + " " + args + " > " + log + " 2>&1 & echo $!'");
-    return static_cast<pid_t>(std::stol(r.output));
-  }
-
-  static bool wait_for(const std::function<bool()>& condition, double seconds) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < until) {
-      if (condition()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
+    return testing::start_command(kTrain + " " + args, log);
   }
 
   static bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
