@@ -434,9 +434,13 @@ class Run {
 
   bool stop_requested() const { return options_.stop && options_.stop->load(); }
 
-  static std::string first_bad(const data::DataLoader& loader) {
+  // A data set of files none of which decode would otherwise train on nothing and report 0% accuracy.
+  static void require_images(std::int64_t images, const char* what, const data::DataLoader& loader) {
+    if (images > 0) return;
     const auto bad = loader.bad_samples();
-    return bad.empty() ? std::string("none recorded") : bad.front().reason;
+    throw Error(str("no ", what, " image could be read: all ", loader.dataset().size(),
+                    " files failed to load (the first: ",
+                    bad.empty() ? std::string("none recorded") : bad.front().reason, ")"));
   }
 
   // ---- one epoch, uncached
@@ -510,8 +514,7 @@ class Run {
       for (const std::int64_t index : batch->indices) row_of[static_cast<std::size_t>(index)] = images++;
       if (!options_.quiet) progress.update(++done, 0, 0, images);
     }
-    TL_CHECK(images > 0, Error, "no ", what, " image could be read: all ", loader.dataset().size(),
-             " files failed to load (the first: ", first_bad(loader), ")");
+    require_images(images, what, loader);
     return {concatenate(features), concatenate(labels), std::move(row_of)};
   }
 
@@ -609,13 +612,10 @@ class Run {
                 state_.epochs_done, " (continue with --resume ", config_.out, ")"));
         break;
       }
-      // A data set of files none of which decode would otherwise train on nothing and report 0% accuracy.
-      TL_CHECK(images > 0, Error, "no training image could be read: all ", data_.train->size(),
-               " files failed to load (the first: ", first_bad(*train_loader_), ")");
+      require_images(images, "training", *train_loader_);
       const double train_seconds = seconds_since(t0);
       const Accumulator val = cached_ ? evaluate_cached() : evaluate();
-      TL_CHECK(val.count() > 0, Error, "no validation image could be read: all ", data_.val->size(),
-               " files failed to load (the first: ", first_bad(*val_loader_), ")");
+      require_images(val.count(), "validation", *val_loader_);
       const double seconds = seconds_since(t0);
       epoch_seconds_total += seconds;
       ++epochs_run;
