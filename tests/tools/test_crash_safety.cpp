@@ -105,6 +105,21 @@ TEST_F(CrashSafety, AWriterKilledMidWriteLeavesThePreviousFile) {
   EXPECT_TRUE(killed_mid_write) << "no kill landed in the middle of a write in 5 attempts";
 }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The live progress lines in tl_train's output ("epoch 2/4 train   3/12 ...", one per tenth of a phase off a
+// terminal).
+std::int64_t count_progress_lines(const std::string& output) {
+  std::int64_t n = 0;
+  for (std::size_t at = output.find("\nepoch "); at != std::string::npos;
+       at = output.find("\nepoch ", at + 1))
+    ++n;
+  return n;
+}
+
 // Epochs a run folder's metrics.csv records (0 without one).
 std::int64_t epochs_done(const std::string& out) {
   std::ifstream csv(out + "/metrics.csv");
@@ -124,28 +139,36 @@ std::string recipe(const std::string& data, const std::string& out) {
 
 TEST_F(CrashSafety, RandomKillsAndResumesEndAtTheWeightsOfAnUninterruptedRun) {
   TL_REQUIRE_FIXTURE(shapes, "train/shapes");
-  const auto t0 = std::chrono::steady_clock::now();
   const Result straight = run(kTrain + " " + recipe(shapes, path("straight")));
   ASSERT_EQ(straight.exit_code, 0) << straight.output;
-  const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::int64_t progress_lines = count_progress_lines(straight.output);
+  ASSERT_GT(progress_lines, 8) << straight.output;
 
-  // Kill moments drawn from a fixed seed as fractions of the uninterrupted run's length (so they fall inside
-  // the run on a fast or a loaded machine): some land in steps, some in evaluation or in checkpoint writes. A
-  // kill before the first epoch finished leaves nothing to resume: that attempt starts again.
+  // Kill moments drawn from a fixed seed, counted in the run's own progress lines rather than in seconds, so
+  // they fall inside the run however fast or loaded the machine is: after a random number of the progress
+  // lines still to come, plus a random 0-40 ms, a kill lands in a step, an evaluation or a checkpoint write.
+  // A kill before the first epoch finished leaves nothing to resume: that attempt starts again.
   std::mt19937 rng(20261201);
-  std::uniform_real_distribution<double> fraction(0.15, 0.6);
-  const std::string out = path("killed");
+  std::uniform_int_distribution<int> extra_ms(0, 40);
+  const std::string out = path("killed"), log = path("log");
   const auto command = [&] {
     return kTrain + " " +
            (fs::exists(out + "/last.h5") ? "--resume " + out : recipe(shapes, out) + " --overwrite");
   };
   int kills = 0;
   for (int attempt = 0; attempt < 8 && kills < 4; ++attempt) {
-    const pid_t pid = testing::start_command(command(), path("log"));
-    const double remaining = run_seconds * static_cast<double>(4 - epochs_done(out)) / 4;
-    if (wait_for([&] { return ::kill(pid, 0) != 0; }, fraction(rng) * remaining)) break;  // it finished first
+    const std::int64_t to_come = progress_lines * (4 - epochs_done(out)) / 4;
+    const std::int64_t wait_lines =
+        std::uniform_int_distribution<std::int64_t>(1, std::max<std::int64_t>(to_come * 3 / 4, 1))(rng);
+    fs::remove(log);
+    const pid_t pid = testing::start_command(command(), log);
+    const auto finished = [&] { return ::kill(pid, 0) != 0; };
+    ASSERT_TRUE(
+        wait_for([&] { return finished() || count_progress_lines(read_file(log)) >= wait_lines; }, 300));
+    std::this_thread::sleep_for(std::chrono::milliseconds(extra_ms(rng)));
+    if (finished()) break;  // it completed before this kill: nothing left to interrupt
     ::kill(pid, SIGKILL);
-    ASSERT_TRUE(wait_for([&] { return ::kill(pid, 0) != 0; }, 30));
+    ASSERT_TRUE(wait_for(finished, 30));
     ++kills;
     if (fs::exists(out + "/last.h5")) {
       EXPECT_NO_THROW(weights::load_weights(out + "/last.h5"));
