@@ -13,30 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "bench/layer_shapes.h"
 #include "kernels/ops.h"
 
 namespace {
 
+using namespace tl::bench;  // conv, Layer, Pass and the buffer sizes, shared with the other conv benchmark
 using tl::kernels::Context;
 using tl::kernels::Conv2dShape;
 using tl::kernels::Policy;
-
-Conv2dShape conv(std::int64_t in_channels, std::int64_t size, std::int64_t out_channels, std::int64_t kernel,
-                 std::int64_t stride, std::int64_t groups = 1) {
-  Conv2dShape s;
-  s.batch = 32;
-  s.in_channels = in_channels, s.in_h = s.in_w = size;
-  s.out_channels = out_channels, s.kernel_h = s.kernel_w = kernel;
-  s.stride_h = s.stride_w = stride;
-  s.pad_top = s.pad_bottom = s.pad_left = s.pad_right = kernel / 2;
-  s.groups = groups;
-  return s;
-}
-
-struct Layer {
-  const char* name;
-  Conv2dShape shape;
-};
 
 // Input channels, input size, output channels, kernel, stride (padding kernel / 2), groups.
 const Layer kLayers[] = {
@@ -56,30 +41,6 @@ const Layer kLayers[] = {
     {"mobilenet_v2.expand1x1.56", conv(24, 56, 144, 1, 1)},      // features.3 expand
     {"mobilenet_v2.project1x1.7", conv(960, 7, 160, 1, 1)},      // features.15-16 project
 };
-
-enum class Pass { Forward, BackwardData, BackwardFilter };
-
-const char* pass_name(Pass pass) {
-  switch (pass) {
-    case Pass::Forward:
-      return "forward";
-    case Pass::BackwardData:
-      return "backward_data";
-    case Pass::BackwardFilter:
-      return "backward_filter";
-  }
-  return "?";
-}
-
-std::size_t x_size(const Conv2dShape& s) {
-  return s.batch * s.in_channels * s.in_h * s.in_w;
-}
-std::size_t w_size(const Conv2dShape& s) {
-  return s.out_channels * (s.in_channels / s.groups) * s.kernel_h * s.kernel_w;
-}
-std::size_t y_size(const Conv2dShape& s) {
-  return s.batch * s.out_channels * s.out_h() * s.out_w();
-}
 
 // Deterministic values in [-scale, scale) from a linear congruential generator: the Mersenne Twister of
 // tests/support would take longer over the stem's 100 MB of buffers than the timed calls themselves.

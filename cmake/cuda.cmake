@@ -36,8 +36,16 @@ if(TL_WITH_CUDA)
     set(CMAKE_CUDA_ARCHITECTURES 90)  # the H200 (Hopper)
   endif()
   enable_language(CUDA)
-  set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no C++20 flag for nvcc; device code needs only 17
+  # The .cu files include tl's C++20 headers (kernels/ops.h). CMake 3.25 does not know that nvcc 12+ takes
+  # -std=c++20, so it is told here. Relaxed constexpr lets device code call the standard library's constexpr
+  # functions (std::array in kernels/philox.h).
+  set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+  set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+  set(CMAKE_CUDA20_COMPILE_FEATURES cuda_std_20)
+  list(APPEND CMAKE_CUDA_COMPILE_FEATURES cuda_std_20)
+  set(CMAKE_CUDA_STANDARD 20)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  string(APPEND CMAKE_CUDA_FLAGS " --expt-relaxed-constexpr")
   add_library(tl_cudnn INTERFACE)
   target_include_directories(tl_cudnn SYSTEM INTERFACE ${CUDNN_INCLUDE_DIR})
   target_link_libraries(tl_cudnn INTERFACE ${CUDNN_LIBRARY})

@@ -1,9 +1,12 @@
 #include "engine/allocator.h"
 
 #include <cstdlib>
+#include <memory>
 #include <new>
+#include <vector>
 
 #include "engine/error.h"
+#include "kernels/cuda/device.h"
 
 namespace tl {
 namespace {
@@ -20,13 +23,30 @@ class CpuAllocator final : public Allocator {
   void deallocate(void* ptr, std::size_t) noexcept override { std::free(ptr); }
 };
 
+// Forwards to the CUDA backend's caching allocator (kernels/cuda/allocator.cpp).
+class CudaAllocator final : public Allocator {
+ public:
+  explicit CudaAllocator(int device) : device_(device) {}
+  void* allocate(std::size_t nbytes) override { return cuda::allocate(device_, nbytes); }
+  void deallocate(void* ptr, std::size_t) noexcept override { cuda::deallocate(device_, ptr); }
+
+ private:
+  int device_;
+};
+
 }  // namespace
 
 Allocator& allocator_for(const Device& device) {
   // Stateless, so one shared instance is safe.
   static CpuAllocator cpu;
   if (device.is_cpu()) return cpu;
-  throw DeviceError(str("no allocator for device ", device.str(), ": CUDA tensors are not supported yet"));
+  cuda::require_device(device.index, str("a tensor on ", device.str()));
+  static std::vector<std::unique_ptr<CudaAllocator>> per_device = [] {
+    std::vector<std::unique_ptr<CudaAllocator>> all;
+    for (int i = 0; i < cuda::device_count(); ++i) all.push_back(std::make_unique<CudaAllocator>(i));
+    return all;
+  }();
+  return *per_device[static_cast<std::size_t>(device.index)];
 }
 
 }  // namespace tl

@@ -1,6 +1,6 @@
 // Per-device memory. Storage asks the allocator of its device for bytes; the CPU allocator hands out 64-byte
-// aligned blocks (a cache line, and the width of an AVX-512 load). A CUDA caching allocator plugs in behind
-// the same interface.
+// aligned blocks (a cache line, and the width of an AVX-512 load); a CUDA device's allocator is the CUDA
+// backend's caching allocator (kernels/cuda/device.h).
 #pragma once
 
 #include <cstddef>

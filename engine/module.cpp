@@ -161,6 +161,18 @@ void Module::to(DType dtype) {
       if (is_floating(t.dtype()) && t.dtype() != dtype) t.set_data(t.to(dtype));
 }
 
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  for (auto named : {named_parameters(), named_buffers()})
+    for (const auto& [_, t] : named)
+      if (is_floating(t.dtype()) && t.device() != device) t.set_data(t.to(device));
+}
+
+Device Module::device() const {
+  const auto params = named_parameters();
+  return params.empty() ? Device::cpu() : params.front().second.device();
+}
+
 // ---- state ------------------------------------------------------------------------------------------------
 
 StateDict Module::state_dict() const {

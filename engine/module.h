@@ -69,6 +69,12 @@ class Module {
   // Converts every floating-point parameter and buffer to `dtype` in place (float64 for gradient checks);
   // integer buffers such as num_batches_tracked stay int64.
   void to(DType dtype);
+  // Moves every parameter and floating-point buffer to `device` in place (the same tensors, which layers also
+  // hold, get the new data). Integer buffers (num_batches_tracked) stay on the CPU, where they are counted.
+  // Gradients are dropped (as when converting dtype).
+  void to(Device device);
+  // Where the parameters live (the CPU for a module without parameters).
+  Device device() const;
 
   // ---- state ----------------------------------------------------------------------------------------------
   // Parameters and buffers by full name, sharing the module's tensors (no copy).
@@ -78,9 +84,10 @@ class Module {
   LoadReport load_state_dict(const StateDict& state, bool strict = true);
 
   // ---- freezing -------------------------------------------------------------------------------------------
-  // Turns requires_grad off / on for every parameter whose full name matches `pattern`: a glob where * matches
-  // any run of characters (dots included) and ? one character; a plain module path also matches everything
-  // under it ("layer4" = "layer4.*"). Returns how many parameters matched; throws ValueError when none does.
+  // Turns requires_grad off / on for every parameter whose full name matches `pattern`: a glob where *
+  // matches any run of characters (dots included) and ? one character; a plain module path also matches
+  // everything under it ("layer4" = "layer4.*"). Returns how many parameters matched; throws ValueError when
+  // none does.
   std::size_t freeze(const std::string& pattern);
   std::size_t unfreeze(const std::string& pattern);
 

@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/functional.h"
 #include "engine/random.h"
+#include "kernels/cuda/device.h"
 #include "kernels/ops.h"
 
 namespace tl {
@@ -40,7 +41,23 @@ void check_inplace_allowed(const Tensor& t, const char* op) {
 }
 
 void check_cpu(const Tensor& t, const char* op) {
-  TL_CHECK(t.device().is_cpu(), DeviceError, op, ": needs a cpu tensor, got one on ", t.device().str());
+  TL_CHECK(t.device().is_cpu(), DeviceError, op, ": needs a cpu tensor, got one on ", t.device().str(),
+           " (copy it with .to(Device::cpu()) first)");
+}
+
+// Copies the bytes of `src` into `dst`: same shape and dtype, both contiguous, on any two devices.
+void copy_bytes_between_devices(const Tensor& dst, const Tensor& src) {
+  const std::size_t nbytes = static_cast<std::size_t>(src.numel()) * dtype_size(src.dtype());
+  const Device from = src.device(), to = dst.device();
+  if (from.is_cpu() && to.is_cpu()) {
+    if (nbytes) std::memcpy(dst.raw_data(), src.raw_data(), nbytes);
+  } else if (from.is_cpu()) {
+    cuda::copy_host_to_device(to.index, dst.raw_data(), src.raw_data(), nbytes);
+  } else if (to.is_cpu()) {
+    cuda::copy_device_to_host(from.index, dst.raw_data(), src.raw_data(), nbytes);
+  } else {
+    cuda::copy_device_to_device(to.index, dst.raw_data(), from.index, src.raw_data(), nbytes);
+  }
 }
 
 // Reads element i (row-major over the view) of any dtype as a double.
@@ -117,18 +134,26 @@ void* Tensor::raw_data() const {
 }
 
 template <typename T>
+T* Tensor::device_data() const {
+  TL_CHECK(dtype() == dtype_of<T>(), DTypeError, "device_data<", dtype_name(dtype_of<T>()), ">() on a ",
+           description(), " tensor");
+  return static_cast<T*>(storage()->data()) + offset();
+}
+
+template <typename T>
 T Tensor::item() const {
   TL_CHECK(numel() == 1, ShapeError, "item: needs a one-element tensor, got ", description());
-  check_cpu(*this, "item");
-  return gather_as<T>(*this)[0];
+  return gather_as<T>(device().is_cpu() ? *this : detach().to(Device::cpu()))[0];
 }
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  check_cpu(*this, "to_vector");
-  return gather_as<T>(*this);
+  return gather_as<T>(device().is_cpu() ? *this : detach().to(Device::cpu()));
 }
 
+template float* Tensor::device_data<float>() const;
+template double* Tensor::device_data<double>() const;
+template std::int64_t* Tensor::device_data<std::int64_t>() const;
 template float* Tensor::data<float>() const;
 template double* Tensor::data<double>() const;
 template std::int64_t* Tensor::data<std::int64_t>() const;
@@ -293,8 +318,14 @@ Tensor Tensor::to(DType target) const {
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
-  throw DeviceError(str("to(", target.str(), "): copies between ", device().str(), " and ", target.str(),
-                        " are not supported in this build"));
+  if (target.is_cuda()) cuda::require_device(target.index, str("to(", target.str(), ")"));
+  const Tensor dense = contiguous();
+  Tensor out = empty(shape(), dtype(), target);
+  copy_bytes_between_devices(out, dense);
+  const Device source = device();
+  return record("to", out, {*this}, [source](const Tensor& g, const std::vector<bool>&) {
+    return std::vector<Tensor>{g.to(source)};
+  });
 }
 
 // ---- in place ---------------------------------------------------------------------------------------------
@@ -303,10 +334,9 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   check_inplace_allowed(*this, "copy_");
   TL_CHECK(src.shape() == shape(), ShapeError, "copy_: source of shape ", shape_str(src.shape()),
            " into a tensor of shape ", shape_str(shape()));
-  TL_CHECK(src.device() == device(), DeviceError, "copy_: source on ", src.device().str(),
-           ", destination on ", device().str());
   NoGradGuard no_grad;
-  const Tensor source = src.dtype() == dtype() ? src : src.to(dtype());
+  Tensor source = src.device() == device() ? src : src.to(device());
+  if (source.dtype() != dtype()) source = source.to(dtype());
   kernels::copy_strided(context_for(*this), static_cast<std::int64_t>(dtype_size(dtype())), dim(),
                         shape().data(), source.strides().data(), source.raw_data(), strides().data(),
                         raw_data());
@@ -318,7 +348,7 @@ const Tensor& Tensor::fill_(double value) const {
   if (!is_contiguous()) return copy_(full(shape(), value, dtype(), device()));
   const auto ctx = context_for(*this);
   visit_dtype(dtype(),
-              [&]<typename T>() { kernels::fill<T>(ctx, numel(), static_cast<T>(value), data<T>()); });
+              [&]<typename T>() { kernels::fill<T>(ctx, numel(), static_cast<T>(value), device_data<T>()); });
   return *this;
 }
 
@@ -403,6 +433,15 @@ Tensor empty(const Shape& shape, DType dtype, Device device) {
       make_impl(std::make_shared<Storage>(bytes, device), 0, shape, contiguous_strides(shape), dtype));
 }
 
+Tensor empty_pinned(const Shape& shape, DType dtype) {
+  for (auto s : shape)
+    TL_CHECK(s >= 0, ShapeError, "empty_pinned: negative size in shape ", shape_str(shape));
+  const std::size_t bytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
+  auto storage = std::make_shared<Storage>(cuda::allocate_pinned(bytes), bytes, Device::cpu(),
+                                           [](void* p) { cuda::free_pinned(p); });
+  return Tensor(make_impl(std::move(storage), 0, shape, contiguous_strides(shape), dtype));
+}
+
 Tensor full(const Shape& shape, double value, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
   t.fill_(value);
@@ -441,7 +480,7 @@ void fill_uniform_(const Tensor& t, double low, double high, Generator& generato
   visit_floating(t.dtype(), "uniform", [&]<typename T>() {
     const std::uint64_t draws_per_element = sizeof(T) == 4 ? 1 : 4;
     const std::uint64_t offset = generator.reserve(static_cast<std::uint64_t>(n) * draws_per_element);
-    kernels::fill_uniform<T>(context_for(t), n, generator.seed(), offset, low, high, t.data<T>());
+    kernels::fill_uniform<T>(context_for(t), n, generator.seed(), offset, low, high, t.device_data<T>());
   });
 }
 
@@ -455,7 +494,7 @@ void fill_normal_(const Tensor& t, double mean, double stddev, Generator& genera
   const std::int64_t n = t.numel();
   visit_floating(t.dtype(), "normal", [&]<typename T>() {
     const std::uint64_t offset = generator.reserve(static_cast<std::uint64_t>(n));
-    kernels::fill_normal<T>(context_for(t), n, generator.seed(), offset, mean, stddev, t.data<T>());
+    kernels::fill_normal<T>(context_for(t), n, generator.seed(), offset, mean, stddev, t.device_data<T>());
   });
 }
 

@@ -56,15 +56,20 @@ class Tensor {
   // "float32[2, 3] cpu".
   std::string description() const;
 
-  // ---- element access (CPU only) --------------------------------------------------------------------------
-  // The first element; throws DTypeError unless T matches dtype() and DeviceError unless on the CPU.
+  // ---- element access
+  // --------------------------------------------------------------------------------------- The first
+  // element, for the host to read or write; throws DTypeError unless T matches dtype() and DeviceError unless
+  // on the CPU.
   template <typename T>
   T* data() const;
+  // The first element on the tensor's own device, for a kernel (kernels/ops.h) to use; any device.
+  template <typename T>
+  T* device_data() const;
   void* raw_data() const;  // the first element, any device
-  // The single value of a one-element tensor, converted to T.
+  // The single value of a one-element tensor, converted to T (copied from the device if need be).
   template <typename T>
   T item() const;
-  // All values in row-major order, converted to T.
+  // All values in row-major order, converted to T (copied from the device if need be).
   template <typename T>
   std::vector<T> to_vector() const;
 
@@ -83,10 +88,12 @@ class Tensor {
   Tensor contiguous() const;  // itself when already contiguous
   Tensor clone() const;       // a contiguous copy with its own storage
   Tensor to(DType dtype) const;
+  // A copy on `device` (itself when already there); differentiable: the gradient goes back to this device.
+  // Throws DeviceError naming the device when this build or machine has no such device.
   Tensor to(Device device) const;
 
   // ---- in-place (not recorded by autograd; refused on a tensor that requires grad while grad mode is on)
-  const Tensor& copy_(const Tensor& src) const;  // same shape; converts dtype
+  const Tensor& copy_(const Tensor& src) const;  // same shape; converts dtype; src may be on another device
   const Tensor& fill_(double value) const;
   const Tensor& zero_() const { return fill_(0.0); }
 
@@ -126,6 +133,8 @@ class Tensor {
 class Generator;
 
 Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = Device::cpu());
+// A CPU tensor in page-locked memory (uploads to a GPU run at full speed); needs the CUDA backend.
+Tensor empty_pinned(const Shape& shape, DType dtype = DType::Float32);
 Tensor zeros(const Shape& shape, DType dtype = DType::Float32, Device device = Device::cpu());
 Tensor ones(const Shape& shape, DType dtype = DType::Float32, Device device = Device::cpu());
 Tensor full(const Shape& shape, double value, DType dtype = DType::Float32, Device device = Device::cpu());

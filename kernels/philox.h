@@ -7,11 +7,21 @@
 #include <cmath>
 #include <cstdint>
 
+// The same functions serve the CPU kernels and the CUDA kernels (kernels/cuda/random.cu), so both devices
+// draw the same bits from the same counters.
+#ifndef TL_HOST_DEVICE
+#ifdef __CUDACC__
+#define TL_HOST_DEVICE __host__ __device__
+#else
+#define TL_HOST_DEVICE
+#endif
+#endif
+
 namespace tl::kernels {
 
 using PhiloxBlock = std::array<std::uint32_t, 4>;
 
-inline PhiloxBlock philox4x32(std::uint64_t seed, std::uint64_t counter) {
+TL_HOST_DEVICE inline PhiloxBlock philox4x32(std::uint64_t seed, std::uint64_t counter) {
   constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
   constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
   std::uint32_t c0 = static_cast<std::uint32_t>(counter), c1 = static_cast<std::uint32_t>(counter >> 32);
@@ -33,19 +43,20 @@ inline PhiloxBlock philox4x32(std::uint64_t seed, std::uint64_t counter) {
 }
 
 // Uniform in [0, 1) with 24 random bits (every float in the result is exact).
-inline float philox_uniform_float(std::uint32_t bits) {
+TL_HOST_DEVICE inline float philox_uniform_float(std::uint32_t bits) {
   return static_cast<float>(bits >> 8) * 0x1p-24f;
 }
 
 // Uniform in [0, 1) with 53 random bits.
-inline double philox_uniform_double(std::uint32_t hi, std::uint32_t lo) {
+TL_HOST_DEVICE inline double philox_uniform_double(std::uint32_t hi, std::uint32_t lo) {
   const std::uint64_t bits = (static_cast<std::uint64_t>(hi) << 32 | lo) >> 11;
   return static_cast<double>(bits) * 0x1p-53;
 }
 
 // Four standard normals from one Philox block: Box-Muller on its two pairs of 24-bit uniforms, cosine and
-// sine.
-inline std::array<double, 4> philox_normals(const PhiloxBlock& b) {
+// sine. Compiled for the device, log, cos and sin are CUDA's, which may differ from the host's libm in the
+// last bit: a double normal can then differ by an ulp or two between devices (a float one practically never).
+TL_HOST_DEVICE inline std::array<double, 4> philox_normals(const PhiloxBlock& b) {
   std::array<double, 4> out{};
   for (int pair = 0; pair < 2; ++pair) {
     const double u1 = (static_cast<double>(b[2 * pair] >> 8) + 1.0) * 0x1p-24;  // (0, 1]: log stays finite

@@ -1,10 +1,10 @@
 // Which implementation of a kernel runs. Chosen per call: first by the tensor's device, then by the policy:
 //   auto       per kernel, the path measured fastest (bench/RESULTS.md): on the CPU tl's own SGEMM for
-//   float32 and
-//              OpenBLAS for float64; later cuDNN/cuBLAS on the GPU
-//   native     our own fast kernels only
-//   vendor     the vendor path where it exists, else native
-//   reference  the plain reference loops (slow; the ground truth tests compare against)
+//              float32 and OpenBLAS for float64; on a GPU cuDNN/cuBLAS where they have the kernel
+//   native     our own fast kernels only (kernels/cpu, kernels/cuda)
+//   vendor     the vendor path where it exists (OpenBLAS; cuDNN/cuBLAS), else native
+//   reference  the plain CPU reference loops (slow; the ground truth tests compare against); on a GPU,
+//              which has no reference path, the native kernels
 // The default comes from the environment variable TL_KERNELS (unset means auto); PolicyGuard overrides it for
 // the current thread within a scope (tests use it to run one computation down every path).
 #pragma once

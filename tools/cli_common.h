@@ -7,7 +7,9 @@
 #include <string>
 
 #include "engine/atomic_file.h"
+#include "engine/device.h"
 #include "engine/error.h"
+#include "kernels/cuda/device.h"
 #include "models/registry.h"
 
 namespace tl::tools {
@@ -50,6 +52,18 @@ inline void check_architecture(const std::string& name, const char* flag) {
   std::string known;
   for (const auto& a : models::architectures()) known += (known.empty() ? "" : ", ") + a.name;
   throw ValueError(str(flag, ": unknown architecture '", name, "' (known: ", known, ")"));
+}
+
+// --device cpu | cuda | cuda:N, checked against this build and machine; errors name the flag and the text.
+inline Device parse_device_flag(const std::string& text, const char* flag) {
+  Device device;
+  try {
+    device = Device::parse(text);
+  } catch (const ValueError& e) {
+    throw ValueError(str(flag, ": ", e.what()));
+  }
+  if (device.is_cuda()) cuda::require_device(device.index, str(flag, " ", text));
+  return device;
 }
 
 }  // namespace tl::tools

@@ -26,8 +26,7 @@ if [[ ! -f tests/fuzz/run_smoke.sh ]]; then
 elif [[ "${TL_SKIP_FUZZ:-0}" == 1 ]]; then
   echo "tools/test.sh: fuzz smoke stage skipped (TL_SKIP_FUZZ=1)"
 else
-  # The two HDF5 targets (weights_file, keras) are left out: Debian's libhdf5 1.10.8 crashes inside itself on
-  # inputs the fuzzer finds within seconds (tests/fuzz/known/, tests/fuzz/README.md); tl cannot fix those.
-  TL_FUZZ_SMOKE_TARGETS="${TL_FUZZ_SMOKE_TARGETS:-pickle pth safetensors onnx jpeg png train_config}" \
-    bash tests/fuzz/run_smoke.sh "${TL_FUZZ_BUILD_DIR:-build-fuzz}" 30
+  # Every target that fuzzes tl as users run it, the sandboxed HDF5 readers included (run_smoke.sh's default;
+  # the in-process HDF5 twins, which hunt libhdf5's own bugs, are not in it: tests/fuzz/README.md).
+  bash tests/fuzz/run_smoke.sh "${TL_FUZZ_BUILD_DIR:-build-fuzz}" 30
 fi

@@ -71,7 +71,9 @@ void print_top_k(const std::string& label, const float* logits, std::int64_t cla
 }
 
 int run(const std::string& weights_path, const std::vector<std::string>& inputs,
-        const std::string& tensor_path, const std::string& logits_path, int top_k, int batch_size) {
+        const std::string& tensor_path, const std::string& logits_path, int top_k, int batch_size,
+        const std::string& device_text) {
+  const Device device = tools::parse_device_flag(device_text, "--device");
   TL_CHECK(top_k >= 1, ValueError, "--topk must be at least 1, got ", top_k);
   TL_CHECK(batch_size >= 1, ValueError, "--batch-size must be at least 1, got ", batch_size);
   TL_CHECK(inputs.empty() != tensor_path.empty(), ValueError,
@@ -82,6 +84,7 @@ int run(const std::string& weights_path, const std::vector<std::string>& inputs,
   TL_CHECK(!m.architecture.empty(), Error, weights_path, ": the file does not name its architecture");
   const auto model = models::create_model(m.architecture, m.num_classes);
   weights::load_pretrained(*model, file, weights_path);
+  model->to(device);
   model->eval();
   NoGradGuard no_grad;
   if (top_k > m.num_classes)
@@ -100,7 +103,7 @@ int run(const std::string& weights_path, const std::vector<std::string>& inputs,
     for (std::int64_t i = 0; i < x.numel(); ++i)
       TL_CHECK(std::isfinite(values[i]), ValueError, tensor_path, ": element ", i, " is ", values[i],
                "; the input must be finite");
-    const Tensor logits = model->forward(x);
+    const Tensor logits = model->forward(x.to(device)).to(Device::cpu());
     for (std::int64_t i = 0; i < x.size(0); ++i)
       print_top_k(str(tensor_path, "[", i, "]"), logits.data<float>() + i * m.num_classes, m.num_classes,
                   top_k, m);
@@ -126,7 +129,7 @@ int run(const std::string& weights_path, const std::vector<std::string>& inputs,
       Tensor x = empty({static_cast<std::int64_t>(batch.size()), 3, batch[0].size(2), batch[0].size(3)});
       for (std::size_t i = 0; i < batch.size(); ++i)
         x.narrow(0, static_cast<std::int64_t>(i), 1).copy_(batch[i]);
-      const Tensor logits = model->forward(x);
+      const Tensor logits = model->forward(x.to(device)).to(Device::cpu());
       for (std::size_t i = 0; i < names.size(); ++i)
         print_top_k(names[i], logits.data<float>() + static_cast<std::int64_t>(i) * m.num_classes,
                     m.num_classes, top_k, m);
@@ -164,7 +167,10 @@ int main(int argc, char** argv) {
   app.add_option("--tensor", tensor_path,
                  "an NCHW float32 .npy to classify instead of images (no preprocessing)");
   app.add_option("--logits", logits_path, "write the raw logits [images, classes] to this .npy");
+  std::string device = "cpu";
+  app.add_option("--device", device, "cpu (default), cuda or cuda:N");
   CLI11_PARSE(app, argc, argv);
-  return tl::tools::run_reporting_errors(
-      "tl_predict", [&] { return run(weights_path, inputs, tensor_path, logits_path, top_k, batch_size); });
+  return tl::tools::run_reporting_errors("tl_predict", [&] {
+    return run(weights_path, inputs, tensor_path, logits_path, top_k, batch_size, device);
+  });
 }

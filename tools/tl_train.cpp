@@ -9,6 +9,7 @@
 
 #include "engine/train/report.h"
 #include "engine/train/trainer.h"
+#include "kernels/cuda/device.h"
 #include "kernels/policy.h"
 #include "tools/cli_common.h"
 #include "tools/train_options.h"
@@ -39,9 +40,10 @@ void print_comparison(const train::TrainResult& pretrained, const train::TrainRe
 }
 
 int run(train::TrainConfig config, const std::string& resume, bool compare_scratch,
-        std::int64_t resume_epochs) {
+        std::int64_t resume_epochs, Device device) {
   train::RunOptions options;
   options.stop = &stop_requested;
+  options.device = device;
   if (!resume.empty()) {
     const train::TrainResult r = train::resume(resume, resume_epochs, options);
     return r.interrupted ? 130 : 0;
@@ -85,6 +87,11 @@ int main(int argc, char** argv) {
     if (!o.kernels.empty())
       policy = std::make_unique<kernels::PolicyGuard>(kernels::parse_policy(o.kernels, "--kernels"));
     tools::finish_train_options(o);
-    return run(o.config, o.resume, o.compare_scratch, o.resume_epochs);
+    const Device device = tools::parse_device_flag(o.device, "--device");
+    if (o.allow_tf32) {
+      TL_CHECK(device.is_cuda(), ValueError, "--allow-tf32 applies to --device cuda only");
+      cuda::set_tf32_allowed(true);
+    }
+    return run(o.config, o.resume, o.compare_scratch, o.resume_epochs, device);
   });
 }

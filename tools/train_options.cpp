@@ -68,6 +68,9 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_flag("--compare-scratch", o.compare_scratch,
                "also train the same recipe from random weights and compare");
   app.add_option("--kernels", o.kernels, "kernel policy: auto, native, vendor or reference (as TL_KERNELS)");
+  app.add_option("--device", o.device, "cpu (default), cuda or cuda:N: where the model trains");
+  app.add_flag("--allow-tf32", o.allow_tf32,
+               "on a GPU, let cuDNN/cuBLAS use TF32 tensor cores (faster, ~1e-3 relative error)");
 }
 
 void finish_train_options(TrainOptions& o) {

@@ -16,8 +16,8 @@ namespace tl::tools {
 struct TrainOptions {
   train::TrainConfig config;
   std::vector<std::string> group_lrs;  // --group-lr PATTERN=LR, parsed by finish_train_options
-  std::string resume, kernels;
-  bool compare_scratch = false, no_augment = false;
+  std::string resume, kernels, device = "cpu";
+  bool compare_scratch = false, no_augment = false, allow_tf32 = false;
   std::int64_t resume_epochs = 0;
 };
 

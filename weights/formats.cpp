@@ -7,7 +7,9 @@
 #include "engine/error.h"
 #include "engine/input_file.h"
 #include "weights/hdf5.h"
+#include "weights/hdf5_readers.h"
 #include "weights/importers.h"
+#include "weights/isolated_read.h"
 
 namespace tl::weights {
 namespace {
@@ -39,6 +41,14 @@ bool looks_like_onnx(const std::string& head) {
 
 }  // namespace
 
+SourceFormat detail::classify_hdf5(const h5::File& file) {
+  if (file.has_attribute("/", "format")) return SourceFormat::TlWeights;
+  if (file.has_attribute("/", "keras_version") || file.has_attribute("/", "layer_names") ||
+      file.exists("model_weights"))
+    return SourceFormat::KerasH5;
+  return SourceFormat::Unknown;
+}
+
 const char* format_name(SourceFormat format) {
   switch (format) {
     case SourceFormat::TlWeights:
@@ -67,14 +77,7 @@ SourceFormat detect_format(const std::string& path) {
   // Legacy torch.save: a protocol-2 pickle (0x80 0x02) of the magic number (a LONG1 opcode follows).
   if (head.size() >= 3 && static_cast<unsigned char>(head[0]) == 0x80 && head[1] == 0x02 && head[2] == '\x8a')
     return SourceFormat::Pth;
-  if (is_hdf5_file(path)) {
-    const h5::File file = h5::File::open_read(path);
-    if (file.has_attribute("/", "format")) return SourceFormat::TlWeights;
-    if (file.has_attribute("/", "keras_version") || file.has_attribute("/", "layer_names") ||
-        file.exists("model_weights"))
-      return SourceFormat::KerasH5;
-    return SourceFormat::Unknown;
-  }
+  if (is_hdf5_file(path)) return isolated::hdf5_format(path);
   if (looks_like_safetensors(head, size)) return SourceFormat::Safetensors;
   if (ends_with(path, ".onnx") || looks_like_onnx(head)) return SourceFormat::Onnx;
   return SourceFormat::Unknown;

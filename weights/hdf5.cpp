@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <shared_mutex>
 
 #include "engine/error.h"
 #include "engine/input_file.h"
@@ -17,7 +18,51 @@
 namespace tl::weights::h5 {
 namespace {
 
-// Silences the HDF5 library's stderr error stacks for one call: we report failures ourselves, by name.
+// Never destroyed: a Handle closed by a static destructor at exit may still need it.
+std::shared_mutex& library_lock() {
+  static auto* lock = new std::shared_mutex;
+  return *lock;
+}
+thread_local int section_depth = 0;
+
+}  // namespace
+
+LibrarySection::LibrarySection() {
+  if (section_depth++ == 0) library_lock().lock_shared();
+}
+
+LibrarySection::~LibrarySection() {
+  if (--section_depth == 0) library_lock().unlock_shared();
+}
+
+ForkExclusion::ForkExclusion() {
+  // A thread inside a section (a reader called back from libhdf5) has the library to itself already.
+  if (section_depth == 0) {
+    library_lock().lock();
+    held_ = true;
+  }
+}
+
+ForkExclusion::~ForkExclusion() {
+  if (held_) library_lock().unlock();
+}
+
+void enter_forked_child() {
+  ++section_depth;  // never left: the child ends with _exit()
+}
+
+void initialize_library() {
+  static const bool done = [] {
+    const LibrarySection section;
+    return H5open() >= 0;
+  }();
+  (void)done;
+}
+
+namespace {
+
+// Silences the HDF5 library's stderr error stacks for one call: we report failures ourselves, by name. Every
+// call into libhdf5 happens inside one of these (or in Handle::reset), so it holds the library section too.
 class QuietErrors {
  public:
   QuietErrors() {
@@ -27,6 +72,7 @@ class QuietErrors {
   ~QuietErrors() { H5Eset_auto2(H5E_DEFAULT, function_, data_); }
 
  private:
+  LibrarySection section_;  // first: held around the calls of the constructor and destructor as well
   H5E_auto2_t function_ = nullptr;
   void* data_ = nullptr;
 };
@@ -74,7 +120,10 @@ Handle& Handle::operator=(Handle&& other) noexcept {
 }
 
 void Handle::reset() {
-  if (id_ >= 0 && closer_) closer_(id_);
+  if (id_ >= 0 && closer_) {
+    const LibrarySection section;
+    closer_(id_);
+  }
   id_ = -1;
 }
 
@@ -85,8 +134,82 @@ File File::open_read(const std::string& path) {
   QuietErrors quiet;
   TL_CHECK(H5Fis_hdf5(path.c_str()) > 0, Error, path, ": not an HDF5 file");
   check_global_heaps(path);  // before libhdf5 reads any string from it
-  return File(path, checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
-                            path + ": cannot open the HDF5 file (damaged or truncated?)"));
+  const std::uintmax_t size = std::filesystem::file_size(path);
+  return File(path, size,
+              checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
+                      path + ": cannot open the HDF5 file (damaged or truncated?)"));
+}
+
+namespace {
+
+// The HDF5 signature, where the format puts a superblock: byte 0, or 512, 1024, 2048, ... after a user block
+// (what H5Fis_hdf5 looks for in a file).
+bool has_hdf5_signature(const std::uint8_t* data, std::size_t size) {
+  static constexpr std::uint8_t kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  for (std::size_t at = 0; size >= 8 && at <= size - 8; at = at == 0 ? 512 : at * 2)
+    if (std::memcmp(data + at, kSignature, 8) == 0) return true;
+  return false;
+}
+
+// libhdf5's file-image callbacks, set so that the core driver reads the caller's bytes in place. It asks for
+// a buffer of the image's size to copy the image into, twice (when the image is set in the property list,
+// and when the file opens): it gets the image itself, and the copy from the image into itself does nothing.
+// A copy anywhere else, or a resize (a write), fails: the file is opened read-only.
+struct ImageView {
+  const void* data;
+  std::size_t size;
+};
+
+void* image_malloc(std::size_t size, H5FD_file_image_op_t operation, void* view) {
+  const auto* image = static_cast<const ImageView*>(view);
+  if (size != image->size || operation == H5FD_FILE_IMAGE_OP_PROPERTY_LIST_GET) return nullptr;
+  return const_cast<void*>(image->data);
+}
+
+void* image_memcpy(void* destination, const void* source, std::size_t, H5FD_file_image_op_t, void*) {
+  return destination == source ? destination : nullptr;
+}
+
+void* image_realloc(void*, std::size_t, H5FD_file_image_op_t, void*) {
+  return nullptr;
+}
+
+herr_t image_free(void*, H5FD_file_image_op_t, void*) {
+  return 0;  // the bytes are the caller's
+}
+
+void* view_copy(void* view) {
+  return view;  // one view per File, alive as long as the File
+}
+
+herr_t view_free(void*) {
+  return 0;
+}
+
+// The name the core driver is given: it opens it once, and must fail to (or it refuses the image as "file
+// already exists"). Nothing can be created under /proc/self, so this fails in any process, sandboxed or not.
+constexpr const char* kImageName = "/proc/self/tl-hdf5-image";
+
+}  // namespace
+
+File File::open_image(const std::string& name, const void* data, std::size_t size, bool check_heaps) {
+  QuietErrors quiet;
+  const auto* bytes = static_cast<const std::uint8_t*>(data);
+  TL_CHECK(bytes != nullptr && has_hdf5_signature(bytes, size), Error, name, ": not an HDF5 file");
+  if (check_heaps) check_global_heaps(name, bytes, size);  // before libhdf5 reads any string from it
+  auto view = std::make_shared<ImageView>(ImageView{data, size});
+  const Handle access = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate");
+  H5FD_file_image_callbacks_t callbacks{image_malloc, image_memcpy, image_realloc, image_free,
+                                        view_copy,    view_free,    view.get()};
+  TL_CHECK(H5Pset_fapl_core(access.get(), std::size_t{1} << 20, /*backing_store=*/0) >= 0 &&
+               H5Pset_file_image_callbacks(access.get(), &callbacks) >= 0 &&
+               H5Pset_file_image(access.get(), const_cast<void*>(data), size) >= 0,
+           Error, name, ": libhdf5 refused the file's image (out of memory?)");
+  File file(name, size,
+            checked(H5Fopen(kImageName, H5F_ACC_RDONLY, access.get()), H5Fclose,
+                    name + ": cannot open the HDF5 file (damaged or truncated?)"));
+  file.image_ = std::move(view);
+  return file;
 }
 
 File File::create(const std::string& path) {
@@ -95,8 +218,9 @@ File File::create(const std::string& path) {
   const Handle access = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate");
   TL_CHECK(H5Pset_fapl_core(access.get(), std::size_t{64} << 20, /*backing_store=*/0) >= 0, Error,
            "H5Pset_fapl_core");
-  File file(path, checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose,
-                          path + ": cannot create the HDF5 file"));
+  File file(path, 0,
+            checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose,
+                    path + ": cannot create the HDF5 file"));
   file.in_memory_ = true;
   return file;
 }
@@ -215,15 +339,19 @@ DatasetInfo File::dataset_info(const std::string& dataset) const {
 }
 
 template <typename T>
-std::vector<T> File::read_dataset(const std::string& dataset, hid_t memory_type, ElementKind expected) const {
+void File::read_dataset(const std::string& dataset, hid_t memory_type, ElementKind expected,
+                        const std::function<T*(std::size_t)>& place) const {
   const DatasetInfo info = dataset_info(dataset);
   TL_CHECK(info.kind == expected || (expected == ElementKind::Float && info.kind == ElementKind::Integer),
            Error, path_, ": dataset '", dataset, "' holds ",
            info.kind == ElementKind::String ? "strings" : "another type", ", not numbers");
-  std::uint64_t count = 1;
+  // The product of the non-zero dims is bounded too: a zero dim among huge ones holds no data, but the
+  // tensor's strides are products of its dims and would overflow.
+  std::uint64_t count = 1, extent = 1;
   for (std::int64_t s : info.shape) {
-    TL_CHECK(s >= 0 && (s == 0 || count <= kMaxDatasetBytes / static_cast<std::uint64_t>(s)), Error, path_,
+    TL_CHECK(s >= 0 && (s == 0 || extent <= kMaxDatasetBytes / static_cast<std::uint64_t>(s)), Error, path_,
              ": dataset '", dataset, "' declares an impossible shape ", shape_str(info.shape));
+    if (s > 0) extent *= static_cast<std::uint64_t>(s);
     count *= static_cast<std::uint64_t>(s);
   }
   TL_CHECK(count * sizeof(T) <= kMaxDatasetBytes, Error, path_, ": dataset '", dataset, "' declares ",
@@ -235,7 +363,7 @@ std::vector<T> File::read_dataset(const std::string& dataset, hid_t memory_type,
   // one).
   const Handle plist =
       checked(H5Dget_create_plist(d.get()), H5Pclose, path_ + ": '" + dataset + "' is damaged");
-  const std::uintmax_t file_size = std::filesystem::file_size(path_);
+  const std::uint64_t file_size = size_;
   const std::uint64_t declared = count * info.element_size;
   if (H5Pget_layout(plist.get()) == H5D_CONTIGUOUS) {
     TL_CHECK(declared <= file_size, Error, path_, ": dataset '", dataset, "' declares ",
@@ -253,23 +381,53 @@ std::vector<T> File::read_dataset(const std::string& dataset, hid_t memory_type,
              shape_str(info.shape), " (", declared, " bytes) but stores only ", stored,
              " bytes, more than deflate could expand (truncated, or chunks never written?)");
   }
-  std::vector<T> out(static_cast<std::size_t>(count));
+  T* out = place(static_cast<std::size_t>(count));
   if (count > 0)
-    TL_CHECK(H5Dread(d.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) >= 0, Error, path_,
+    TL_CHECK(H5Dread(d.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0, Error, path_,
              ": cannot read dataset '", dataset, "' (damaged or truncated file?)");
-  return out;
 }
 
+namespace {
+
+template <typename T>
+std::function<T*(std::size_t)> into(std::vector<T>& values) {
+  return [&values](std::size_t count) {
+    values.resize(count);
+    return values.data();
+  };
+}
+
+}  // namespace
+
 std::vector<float> File::read_floats(const std::string& dataset) const {
-  return read_dataset<float>(dataset, H5T_NATIVE_FLOAT, ElementKind::Float);
+  std::vector<float> values;
+  read_dataset<float>(dataset, H5T_NATIVE_FLOAT, ElementKind::Float, into(values));
+  return values;
 }
 
 std::vector<double> File::read_doubles(const std::string& dataset) const {
-  return read_dataset<double>(dataset, H5T_NATIVE_DOUBLE, ElementKind::Float);
+  std::vector<double> values;
+  read_dataset<double>(dataset, H5T_NATIVE_DOUBLE, ElementKind::Float, into(values));
+  return values;
 }
 
 std::vector<std::int64_t> File::read_int64s(const std::string& dataset) const {
-  return read_dataset<std::int64_t>(dataset, H5T_NATIVE_INT64, ElementKind::Integer);
+  std::vector<std::int64_t> values;
+  read_dataset<std::int64_t>(dataset, H5T_NATIVE_INT64, ElementKind::Integer, into(values));
+  return values;
+}
+
+void File::read_floats(const std::string& dataset, const std::function<float*(std::size_t)>& place) const {
+  read_dataset<float>(dataset, H5T_NATIVE_FLOAT, ElementKind::Float, place);
+}
+
+void File::read_doubles(const std::string& dataset, const std::function<double*(std::size_t)>& place) const {
+  read_dataset<double>(dataset, H5T_NATIVE_DOUBLE, ElementKind::Float, place);
+}
+
+void File::read_int64s(const std::string& dataset,
+                       const std::function<std::int64_t*(std::size_t)>& place) const {
+  read_dataset<std::int64_t>(dataset, H5T_NATIVE_INT64, ElementKind::Integer, place);
 }
 
 bool File::has_attribute(const std::string& object, const std::string& name) const {

@@ -6,12 +6,45 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/shape.h"
 
 namespace tl::weights::h5 {
+
+// libhdf5 is built thread-safe: one global lock around each of its calls. A fork() while another thread holds
+// that lock would leave it held forever in the child, whose only thread would then wait for it. So every call
+// tl makes into libhdf5 runs inside a LibrarySection (nested ones are free), and the HDF5 sandbox
+// (weights/sandbox.cpp) forks under a ForkExclusion, which waits until no thread is inside one.
+class LibrarySection {
+ public:
+  LibrarySection();
+  ~LibrarySection();
+  LibrarySection(const LibrarySection&) = delete;
+  LibrarySection& operator=(const LibrarySection&) = delete;
+};
+
+class ForkExclusion {
+ public:
+  ForkExclusion();
+  ~ForkExclusion();
+  ForkExclusion(const ForkExclusion&) = delete;
+  ForkExclusion& operator=(const ForkExclusion&) = delete;
+
+ private:
+  bool held_ = false;
+};
+
+// In a forked child: its one thread enters libhdf5 without the sections' lock, which the parent held when it
+// forked (and so is held in the child's copy of memory).
+void enter_forked_child();
+
+// Initialises libhdf5 in this process, once (H5open): a forked child then inherits a ready library instead of
+// setting one up each time. Reads no file.
+void initialize_library();
 
 // An HDF5 identifier closed by the matching H5*close on destruction.
 class Handle {
@@ -51,6 +84,11 @@ struct DatasetInfo {
 class File {
  public:
   static File open_read(const std::string& path);
+  // A file already in memory (`size` bytes at `data`, which must outlive the File), read in place by
+  // libhdf5's core driver without a copy; `name` is the file's name in messages. Nothing is opened. Without
+  // `check_heaps` the global heaps are not checked (hdf5_heaps.h): for a caller that reads no string.
+  static File open_image(const std::string& name, const void* data, std::size_t size,
+                         bool check_heaps = true);
   // A new file to be written to `path`. It is built in memory and reaches the disk only in close(), with
   // plain POSIX writes: a full disk then fails in tl's code with errno's reason, and the HDF5 library never
   // holds a half-written file (its 1.10 termination crashes on a file whose flush failed).
@@ -72,6 +110,11 @@ class File {
   std::vector<float> read_floats(const std::string& dataset) const;
   std::vector<double> read_doubles(const std::string& dataset) const;
   std::vector<std::int64_t> read_int64s(const std::string& dataset) const;
+  // The same reads into memory the caller provides: `place(count)` is called once the dataset has passed the
+  // checks, with its element count, and returns where the values go (no copy through a vector).
+  void read_floats(const std::string& dataset, const std::function<float*(std::size_t)>& place) const;
+  void read_doubles(const std::string& dataset, const std::function<double*(std::size_t)>& place) const;
+  void read_int64s(const std::string& dataset, const std::function<std::int64_t*(std::size_t)>& place) const;
 
   bool has_attribute(const std::string& object, const std::string& name) const;
   // Elements of an attribute (1 for a scalar), whatever its type: h5py writes an empty list as a float64
@@ -94,15 +137,19 @@ class File {
   void write_int_attribute(const std::string& name, std::int64_t value);
 
  private:
-  File(std::string path, Handle handle) : path_(std::move(path)), handle_(std::move(handle)) {}
+  File(std::string path, std::uint64_t size, Handle handle)
+      : path_(std::move(path)), size_(size), handle_(std::move(handle)) {}
   Handle open_object(const std::string& object) const;
   Handle open_attribute(const std::string& object, const std::string& name) const;
   template <typename T>
-  std::vector<T> read_dataset(const std::string& dataset, hid_t memory_type, ElementKind expected) const;
+  void read_dataset(const std::string& dataset, hid_t memory_type, ElementKind expected,
+                    const std::function<T*(std::size_t)>& place) const;
   void write_dataset(const std::string& dataset, const Shape& shape, hid_t memory_type, const void* data);
   void write_attribute(const std::string& name, hid_t type, hid_t space, const void* data);
 
   std::string path_;
+  std::uint64_t size_ = 0;       // of the file when opened: nothing stored in it can be larger
+  std::shared_ptr<void> image_;  // open_image's bookkeeping, which libhdf5 points at until handle_ closes
   Handle handle_;
   bool in_memory_ = false;  // created: close() writes the image to path_
 };

@@ -64,8 +64,10 @@ int length_size(const std::uint8_t* data, std::size_t size) {
 
 void check_global_heaps(const std::string& path) {
   const Mapping file(path);
-  const std::uint8_t* data = file.data();
-  const std::size_t size = file.size();
+  check_global_heaps(path, file.data(), file.size());
+}
+
+void check_global_heaps(const std::string& path, const std::uint8_t* data, std::size_t size) {
   if (!data || length_size(data, size) != 8) return;
   // A collection: "GCOL", version 1, 3 reserved bytes, its size (8 bytes, header included), then objects:
   // index (2), reference count (2), reserved (4), size (8), data padded to 8. Index 0 is the free space,

@@ -4,6 +4,8 @@
 // its collection holds is copied from past the end of libhdf5's buffer (H5HG_read). tl refuses both.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace tl::weights::h5 {
@@ -13,5 +15,7 @@ namespace tl::weights::h5 {
 // is not at byte 0 or whose lengths are not 8 bytes (neither h5py nor tl writes such files) are left to
 // libhdf5.
 void check_global_heaps(const std::string& path);
+// The same on a file's bytes in memory; `name` is the file in messages.
+void check_global_heaps(const std::string& name, const std::uint8_t* data, std::size_t size);
 
 }  // namespace tl::weights::h5

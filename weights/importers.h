@@ -26,7 +26,10 @@ Imported read_safetensors(const std::string& path);
 
 // A keras.applications MobileNet (V1) or MobileNetV2 saved by Keras as .h5 (full model or weights only),
 // renamed and transposed to tl's layout (NHWC/HWIO -> NCHW/OIHW), with Keras' epsilon and preprocessing.
+// libhdf5 parses the file in a sandboxed child process (weights/sandbox.h), as for load_weights.
 Imported read_keras_h5(const std::string& path);
+// The same in this process, without the sandbox: for the fuzz target that hunts libhdf5's bugs.
+Imported read_keras_h5_in_process(const std::string& path);
 
 // A torchvision MobileNetV2 exported to ONNX, float or quantized (QLinearConv and friends are dequantized;
 // BatchNorm folded into the convolutions becomes an identity BatchNorm plus a bias).
@@ -35,7 +38,8 @@ Imported read_onnx(const std::string& path);
 enum class SourceFormat { TlWeights, Pth, Safetensors, KerasH5, Onnx, Unknown };
 
 // Looks at the first bytes (zip or pickle magic, HDF5 signature and its attributes, the safetensors header,
-// the ONNX protobuf fields); the extension only breaks ties.
+// the ONNX protobuf fields); the extension only breaks ties. An HDF5 file's attributes are read in the
+// sandbox (weights/sandbox.h).
 SourceFormat detect_format(const std::string& path);
 const char* format_name(SourceFormat format);
 

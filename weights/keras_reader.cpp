@@ -24,7 +24,9 @@
 
 #include "engine/error.h"
 #include "weights/hdf5.h"
+#include "weights/hdf5_readers.h"
 #include "weights/importers.h"
+#include "weights/isolated_read.h"
 
 namespace tl::weights {
 namespace {
@@ -547,8 +549,8 @@ void convert_step(const h5::File& file, const Step& s, const LayerWeights& found
   }
 }
 
-Imported read_keras(const std::string& path) {
-  const h5::File file = h5::File::open_read(path);
+Imported read_keras_file(const h5::File& file) {
+  const std::string& path = file.path();
   const FileWeights weights = read_file_weights(file);
   const Graph graph = read_graph(file);
   Plan plan = detect(path, weights);
@@ -618,13 +620,21 @@ Imported read_keras(const std::string& path) {
 
 }  // namespace
 
-Imported read_keras_h5(const std::string& path) {
+Imported detail::read_keras(const h5::File& file) {
   try {
-    return read_keras(path);
+    return read_keras_file(file);
   } catch (const nlohmann::json::exception& e) {
     // A field of the wrong JSON type (a hostile or foreign model_config).
-    throw Error(str(path, ": malformed model_config (", e.what(), ")"));
+    throw Error(str(file.path(), ": malformed model_config (", e.what(), ")"));
   }
+}
+
+Imported read_keras_h5(const std::string& path) {
+  return isolated::read_keras_h5(path);
+}
+
+Imported read_keras_h5_in_process(const std::string& path) {
+  return detail::read_keras(h5::File::open_read(path));
 }
 
 }  // namespace tl::weights

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <type_traits>
 
 #include "engine/atomic_file.h"
 #include "engine/error.h"
 #include "weights/hdf5.h"
+#include "weights/hdf5_readers.h"
+#include "weights/isolated_read.h"
 
 namespace tl::weights {
 namespace {
@@ -44,17 +47,17 @@ void write_weights(const std::string& path, const StateDict& tensors, const Meta
                    const StateDict& extra) {
   AtomicFile out(path);
   h5::File file = h5::File::create(out.temp_path());
-  // Model tensors are stored as float32; extras keep float64 (an optimizer's learning rates must round-trip
+  // Tensors on a GPU are copied to the host first. Model tensors are stored as float32; extras keep float64 (an optimizer's learning rates must round-trip
   // exactly for a resumed run to continue bit for bit).
   const auto write = [&file](const std::string& dataset, const Tensor& tensor, bool keep_float64) {
     if (tensor.dtype() == DType::Int64) {
-      const Tensor dense = tensor.contiguous();
+      const Tensor dense = tensor.to(Device::cpu()).contiguous();
       file.write_int64s(dataset, dense.shape(), dense.data<std::int64_t>());
     } else if (keep_float64 && tensor.dtype() == DType::Float64) {
-      const Tensor dense = tensor.detach().contiguous();
+      const Tensor dense = tensor.detach().to(Device::cpu()).contiguous();
       file.write_doubles(dataset, dense.shape(), dense.data<double>());
     } else {
-      const Tensor dense = tensor.detach().to(DType::Float32).contiguous();
+      const Tensor dense = tensor.detach().to(Device::cpu()).to(DType::Float32).contiguous();
       file.write_floats(dataset, dense.shape(), dense.data<float>());
     }
   };
@@ -99,7 +102,44 @@ void save_weights(const std::string& path, const StateDict& tensors, const Metad
 }
 
 WeightsFile load_weights(const std::string& path) {
-  const h5::File file = h5::File::open_read(path);
+  return isolated::load_weights(path);
+}
+
+WeightsFile load_weights_in_process(const std::string& path) {
+  return detail::read_weights(h5::File::open_read(path),
+                              [](const Shape& shape, DType dtype) { return empty(shape, dtype); });
+}
+
+namespace {
+
+// Reads a dataset of `dtype` values straight into a tensor that `make` provides: libhdf5 converts into the
+// tensor's own memory, with no copy through a vector.
+template <typename T>
+Tensor read_tensor(const h5::File& file, const std::string& dataset, const std::string& name,
+                   const Shape& shape, DType dtype, const detail::TensorFactory& make) {
+  Tensor t;
+  const auto place = [&](std::size_t count) {
+    t = make(shape, dtype);
+    TL_CHECK(static_cast<std::size_t>(t.numel()) == count, Error, file.path(), ": dataset '", dataset,
+             "' changed its shape while it was read");
+    return t.data<T>();
+  };
+  if constexpr (std::is_same_v<T, float>) file.read_floats(dataset, place);
+  if constexpr (std::is_same_v<T, double>) file.read_doubles(dataset, place);
+  if constexpr (std::is_same_v<T, std::int64_t>) file.read_int64s(dataset, place);
+  if constexpr (!std::is_same_v<T, std::int64_t>) {
+    const T* values = t.data<T>();
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      TL_CHECK(std::isfinite(values[i]), Error, file.path(), ": tensor '", name,
+               "' holds NaN or infinite values");
+  }
+  return t;
+}
+
+}  // namespace
+
+WeightsFile detail::read_weights(const h5::File& file, const TensorFactory& make) {
+  const std::string& path = file.path();
   TL_CHECK(file.has_attribute("/", "format") &&
                file.read_string_attribute("/", "format") == std::vector<std::string>{kFormatName},
            Error, path, ": not a tl weights file (no root attribute format = '", kFormatName,
@@ -116,19 +156,12 @@ WeightsFile load_weights(const std::string& path) {
     const std::string name =
         name_for(is_extra ? dataset.substr(std::string(kExtraGroup).size() + 1) : dataset);
     if (info.kind == h5::ElementKind::Integer) {
-      const std::vector<std::int64_t> values = file.read_int64s(dataset);
-      into.insert(name, from_buffer(values.data(), info.shape, DType::Int64));
+      into.insert(name, read_tensor<std::int64_t>(file, dataset, name, info.shape, DType::Int64, make));
     } else if (info.kind == h5::ElementKind::Float && info.element_size == 8) {
       // float64 stays float64 (gradient-check references); loading into a model converts.
-      const std::vector<double> values = file.read_doubles(dataset);
-      for (double v : values)
-        TL_CHECK(std::isfinite(v), Error, path, ": tensor '", name, "' holds NaN or infinite values");
-      into.insert(name, from_buffer(values.data(), info.shape, DType::Float64));
+      into.insert(name, read_tensor<double>(file, dataset, name, info.shape, DType::Float64, make));
     } else if (info.kind == h5::ElementKind::Float) {
-      const std::vector<float> values = file.read_floats(dataset);
-      for (float v : values)
-        TL_CHECK(std::isfinite(v), Error, path, ": tensor '", name, "' holds NaN or infinite values");
-      into.insert(name, from_buffer(values.data(), info.shape, DType::Float32));
+      into.insert(name, read_tensor<float>(file, dataset, name, info.shape, DType::Float32, make));
     } else {
       throw Error(str(path, ": dataset '", dataset, "' holds neither numbers nor counters"));
     }

@@ -115,7 +115,8 @@ Prepared prepare_batch(const Dataset& dataset, const DataLoader::Options& option
   if (rows.empty()) return out;
   Shape shape = rows[0].shape();
   shape.insert(shape.begin(), static_cast<std::int64_t>(rows.size()));
-  Batch batch{empty(shape), tensor(labels, {static_cast<std::int64_t>(labels.size())}), std::move(indices)};
+  Batch batch{options.pinned ? empty_pinned(shape, DType::Float32) : empty(shape),
+              tensor(labels, {static_cast<std::int64_t>(labels.size())}), std::move(indices)};
   const auto row_bytes = static_cast<std::size_t>(rows[0].numel()) * sizeof(float);
   auto* dst = static_cast<unsigned char*>(batch.images.raw_data());
   for (std::size_t i = 0; i < rows.size(); ++i)

@@ -12,14 +12,15 @@ Tensor activation(const Tensor& x, kernels::Activation a) {
   const Tensor xc = x.contiguous().detach();
   Tensor y = empty(x.shape(), x.dtype(), x.device());
   visit_floating(x.dtype(), op, [&]<typename T>() {
-    kernels::activation_forward<T>(ops::context_for(x), a, x.numel(), xc.data<T>(), y.data<T>());
+    kernels::activation_forward<T>(ops::context_for(x), a, x.numel(), xc.device_data<T>(),
+                                   y.device_data<T>());
   });
   return record(op, y, {x}, [xc, a](const Tensor& g, const std::vector<bool>&) {
     const Tensor gc = g.contiguous();
     Tensor dx = empty(xc.shape(), xc.dtype(), xc.device());
     visit_floating(xc.dtype(), "activation backward", [&]<typename T>() {
-      kernels::activation_backward<T>(ops::context_for(gc), a, xc.numel(), xc.data<T>(), gc.data<T>(),
-                                      dx.data<T>());
+      kernels::activation_backward<T>(ops::context_for(gc), a, xc.numel(), xc.device_data<T>(),
+                                      gc.device_data<T>(), dx.device_data<T>());
     });
     return std::vector<Tensor>{dx};
   });
@@ -58,17 +59,17 @@ Tensor channel_mul(const Tensor& x, const Tensor& scale) {
   const Tensor xc = x.contiguous().detach(), sc = scale.contiguous().detach();
   Tensor y = empty(x.shape(), x.dtype(), x.device());
   visit_floating(x.dtype(), op, [&]<typename T>() {
-    kernels::channel_mul_forward<T>(ops::context_for(x), N * C, spatial, xc.data<T>(), sc.data<T>(),
-                                    y.data<T>());
+    kernels::channel_mul_forward<T>(ops::context_for(x), N * C, spatial, xc.device_data<T>(),
+                                    sc.device_data<T>(), y.device_data<T>());
   });
   return record(op, y, {x, scale}, [xc, sc, N, C, spatial](const Tensor& g, const std::vector<bool>& needs) {
     const Tensor gc = g.contiguous();
     Tensor dx = needs[0] ? empty(xc.shape(), xc.dtype(), xc.device()) : Tensor();
     Tensor ds = needs[1] ? empty(sc.shape(), sc.dtype(), sc.device()) : Tensor();
     visit_floating(xc.dtype(), "channel_mul backward", [&]<typename T>() {
-      kernels::channel_mul_backward<T>(ops::context_for(gc), N * C, spatial, xc.data<T>(), sc.data<T>(),
-                                       gc.data<T>(), dx.defined() ? dx.data<T>() : nullptr,
-                                       ds.defined() ? ds.data<T>() : nullptr);
+      kernels::channel_mul_backward<T>(
+          ops::context_for(gc), N * C, spatial, xc.device_data<T>(), sc.device_data<T>(), gc.device_data<T>(),
+          dx.defined() ? dx.device_data<T>() : nullptr, ds.defined() ? ds.device_data<T>() : nullptr);
     });
     return std::vector<Tensor>{dx, ds};
   });

@@ -39,8 +39,9 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, co
   if (!training) {
     const Tensor mean_c = running_mean.detach(), var_c = running_var.detach();
     visit_floating(x.dtype(), op, [&]<typename T>() {
-      kernels::batch_norm_forward_eval<T>(ctx, s, xc.data<T>(), gc.data<T>(), bc.data<T>(), mean_c.data<T>(),
-                                          var_c.data<T>(), eps, y.data<T>());
+      kernels::batch_norm_forward_eval<T>(ctx, s, xc.device_data<T>(), gc.device_data<T>(),
+                                          bc.device_data<T>(), mean_c.device_data<T>(),
+                                          var_c.device_data<T>(), eps, y.device_data<T>());
     });
     return record("batch_norm2d_eval", y, {x, gamma, beta},
                   [s, xc, gc, mean_c, var_c, eps](const Tensor& g, const std::vector<bool>& needs) {
@@ -50,10 +51,11 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, co
                     Tensor dbeta = needs[2] ? empty({s.channels}, xc.dtype(), xc.device()) : Tensor();
                     visit_floating(xc.dtype(), "batch_norm2d backward", [&]<typename T>() {
                       kernels::batch_norm_backward_eval<T>(
-                          ops::context_for(dyc), s, xc.data<T>(), dyc.data<T>(), gc.data<T>(),
-                          mean_c.data<T>(), var_c.data<T>(), eps, dx.defined() ? dx.data<T>() : nullptr,
-                          dgamma.defined() ? dgamma.data<T>() : nullptr,
-                          dbeta.defined() ? dbeta.data<T>() : nullptr);
+                          ops::context_for(dyc), s, xc.device_data<T>(), dyc.device_data<T>(),
+                          gc.device_data<T>(), mean_c.device_data<T>(), var_c.device_data<T>(), eps,
+                          dx.defined() ? dx.device_data<T>() : nullptr,
+                          dgamma.defined() ? dgamma.device_data<T>() : nullptr,
+                          dbeta.defined() ? dbeta.device_data<T>() : nullptr);
                     });
                     return std::vector<Tensor>{dx, dgamma, dbeta};
                   });
@@ -61,10 +63,11 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, co
 
   Tensor save_mean = empty({C}, x.dtype(), x.device()), save_invstd = empty({C}, x.dtype(), x.device());
   visit_floating(x.dtype(), op, [&]<typename T>() {
-    kernels::batch_norm_forward_train<T>(ctx, s, xc.data<T>(), gc.data<T>(), bc.data<T>(), eps, momentum,
-                                         have_running ? running_mean.data<T>() : nullptr,
-                                         have_running ? running_var.data<T>() : nullptr, y.data<T>(),
-                                         save_mean.data<T>(), save_invstd.data<T>());
+    kernels::batch_norm_forward_train<T>(
+        ctx, s, xc.device_data<T>(), gc.device_data<T>(), bc.device_data<T>(), eps, momentum,
+        have_running ? running_mean.device_data<T>() : nullptr,
+        have_running ? running_var.device_data<T>() : nullptr, y.device_data<T>(), save_mean.device_data<T>(),
+        save_invstd.device_data<T>());
   });
   return record("batch_norm2d_train", y, {x, gamma, beta},
                 [s, xc, gc, save_mean, save_invstd](const Tensor& g, const std::vector<bool>& needs) {
@@ -74,10 +77,11 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, co
                   Tensor dbeta = needs[2] ? empty({s.channels}, xc.dtype(), xc.device()) : Tensor();
                   visit_floating(xc.dtype(), "batch_norm2d backward", [&]<typename T>() {
                     kernels::batch_norm_backward_train<T>(
-                        ops::context_for(dyc), s, xc.data<T>(), dyc.data<T>(), gc.data<T>(),
-                        save_mean.data<T>(), save_invstd.data<T>(), dx.defined() ? dx.data<T>() : nullptr,
-                        dgamma.defined() ? dgamma.data<T>() : nullptr,
-                        dbeta.defined() ? dbeta.data<T>() : nullptr);
+                        ops::context_for(dyc), s, xc.device_data<T>(), dyc.device_data<T>(),
+                        gc.device_data<T>(), save_mean.device_data<T>(), save_invstd.device_data<T>(),
+                        dx.defined() ? dx.device_data<T>() : nullptr,
+                        dgamma.defined() ? dgamma.device_data<T>() : nullptr,
+                        dbeta.defined() ? dbeta.device_data<T>() : nullptr);
                   });
                   return std::vector<Tensor>{dx, dgamma, dbeta};
                 });

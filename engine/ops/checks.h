@@ -44,7 +44,7 @@ inline kernels::Context context_for(const Tensor& t) {
 // The values of t as a dense buffer of T; t must be contiguous (callers hold a .contiguous() copy).
 template <typename T>
 const T* cdata(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
+  return t.defined() ? t.device_data<T>() : nullptr;
 }
 
 }  // namespace tl::ops

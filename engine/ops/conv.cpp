@@ -75,8 +75,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor y = empty({s.batch, s.out_channels, s.out_h(), s.out_w()}, x.dtype(), x.device());
   visit_floating(x.dtype(), "conv2d", [&]<typename T>() {
-    kernels::conv2d_forward<T>(ops::context_for(x), s, xc.data<T>(), wc.data<T>(), ops::cdata<T>(bc),
-                               y.data<T>());
+    kernels::conv2d_forward<T>(ops::context_for(x), s, xc.device_data<T>(), wc.device_data<T>(),
+                               ops::cdata<T>(bc), y.device_data<T>());
   });
   return record("conv2d", y, {x, weight, bias}, [s, xc, wc](const Tensor& g, const std::vector<bool>& needs) {
     const Tensor gc = g.contiguous();
@@ -86,10 +86,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     if (needs[1]) dw = empty(wc.shape(), wc.dtype(), wc.device());
     if (needs[2]) db = empty({s.out_channels}, xc.dtype(), xc.device());
     visit_floating(gc.dtype(), "conv2d backward", [&]<typename T>() {
-      if (needs[0]) kernels::conv2d_backward_data<T>(ctx, s, gc.data<T>(), wc.data<T>(), dx.data<T>());
+      if (needs[0])
+        kernels::conv2d_backward_data<T>(ctx, s, gc.device_data<T>(), wc.device_data<T>(),
+                                         dx.device_data<T>());
       if (needs[1]) {
-        kernels::conv2d_backward_filter<T>(ctx, s, xc.data<T>(), gc.data<T>(), dw.data<T>(),
-                                           db.defined() ? db.data<T>() : nullptr);
+        kernels::conv2d_backward_filter<T>(ctx, s, xc.device_data<T>(), gc.device_data<T>(),
+                                           dw.device_data<T>(), db.defined() ? db.device_data<T>() : nullptr);
       } else if (needs[2]) {
         // Only the bias trains: its gradient is a sum of dy, no filter pass needed.
         db = sum(sum(gc.reshape({s.batch, s.out_channels, -1}), 2), 0);

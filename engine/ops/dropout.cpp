@@ -15,14 +15,15 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
   const Tensor xc = x.contiguous();
   Tensor y = empty(x.shape(), x.dtype(), x.device());
   visit_floating(x.dtype(), "dropout", [&]<typename T>() {
-    kernels::dropout_forward<T>(ops::context_for(x), x.numel(), p, seed, offset, xc.data<T>(), y.data<T>());
+    kernels::dropout_forward<T>(ops::context_for(x), x.numel(), p, seed, offset, xc.device_data<T>(),
+                                y.device_data<T>());
   });
   return record("dropout", y, {x}, [p, seed, offset](const Tensor& g, const std::vector<bool>&) {
     const Tensor gc = g.contiguous();
     Tensor dx = empty(gc.shape(), gc.dtype(), gc.device());
     visit_floating(gc.dtype(), "dropout backward", [&]<typename T>() {
-      kernels::dropout_backward<T>(ops::context_for(gc), gc.numel(), p, seed, offset, gc.data<T>(),
-                                   dx.data<T>());
+      kernels::dropout_backward<T>(ops::context_for(gc), gc.numel(), p, seed, offset, gc.device_data<T>(),
+                                   dx.device_data<T>());
     });
     return std::vector<Tensor>{dx};
   });

@@ -31,7 +31,8 @@ Tensor binary_values(BinaryOp op, const Tensor& a, const Tensor& b) {
   const Tensor ac = a.contiguous(), bc = b.contiguous();
   Tensor out = empty(a.shape(), a.dtype(), a.device());
   visit_floating(a.dtype(), name, [&]<typename T>() {
-    kernels::binary<T>(ops::context_for(a), op, a.numel(), ac.data<T>(), bc.data<T>(), out.data<T>());
+    kernels::binary<T>(ops::context_for(a), op, a.numel(), ac.device_data<T>(), bc.device_data<T>(),
+                       out.device_data<T>());
   });
   return out;
 }
@@ -41,8 +42,8 @@ Tensor affine_values(const Tensor& x, double scale, double shift, const char* na
   const Tensor xc = x.contiguous();
   Tensor out = empty(x.shape(), x.dtype(), x.device());
   visit_floating(x.dtype(), name, [&]<typename T>() {
-    kernels::affine<T>(ops::context_for(x), x.numel(), xc.data<T>(), static_cast<T>(scale),
-                       static_cast<T>(shift), out.data<T>());
+    kernels::affine<T>(ops::context_for(x), x.numel(), xc.device_data<T>(), static_cast<T>(scale),
+                       static_cast<T>(shift), out.device_data<T>());
   });
   return out;
 }
@@ -110,8 +111,8 @@ void add_(const Tensor& dst, const Tensor& src, double alpha) {
            " is not contiguous");
   const Tensor sc = src.contiguous();
   visit_floating(dst.dtype(), "add_", [&]<typename T>() {
-    kernels::axpby<T>(ops::context_for(dst), dst.numel(), static_cast<T>(alpha), sc.data<T>(), T(1),
-                      dst.data<T>());
+    kernels::axpby<T>(ops::context_for(dst), dst.numel(), static_cast<T>(alpha), sc.device_data<T>(), T(1),
+                      dst.device_data<T>());
   });
 }
 
@@ -122,8 +123,8 @@ void mul_(const Tensor& dst, double scalar) {
   TL_CHECK(dst.is_contiguous(), ShapeError, "mul_: the destination ", dst.description(),
            " is not contiguous");
   visit_floating(dst.dtype(), "mul_", [&]<typename T>() {
-    kernels::affine<T>(ops::context_for(dst), dst.numel(), dst.data<T>(), static_cast<T>(scalar), T(0),
-                       dst.data<T>());
+    kernels::affine<T>(ops::context_for(dst), dst.numel(), dst.device_data<T>(), static_cast<T>(scalar), T(0),
+                       dst.device_data<T>());
   });
 }
 

@@ -22,8 +22,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor y = empty({rows, out}, x.dtype(), x.device());
   visit_floating(x.dtype(), op, [&]<typename T>() {
-    kernels::linear_forward<T>(ops::context_for(x), rows, in, out, xc.data<T>(), wc.data<T>(),
-                               ops::cdata<T>(bc), y.data<T>());
+    kernels::linear_forward<T>(ops::context_for(x), rows, in, out, xc.device_data<T>(), wc.device_data<T>(),
+                               ops::cdata<T>(bc), y.device_data<T>());
   });
   return record(
       op, y, {x, weight, bias}, [xc, wc, rows, in, out](const Tensor& g, const std::vector<bool>& needs) {
@@ -33,10 +33,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
         if (needs[1]) dw = empty({out, in}, xc.dtype(), xc.device());
         if (needs[2]) db = empty({out}, xc.dtype(), xc.device());
         visit_floating(gc.dtype(), "linear backward", [&]<typename T>() {
-          kernels::linear_backward<T>(ops::context_for(gc), rows, in, out, xc.data<T>(), wc.data<T>(),
-                                      gc.data<T>(), dx.defined() ? dx.data<T>() : nullptr,
-                                      dw.defined() ? dw.data<T>() : nullptr,
-                                      db.defined() ? db.data<T>() : nullptr);
+          kernels::linear_backward<T>(
+              ops::context_for(gc), rows, in, out, xc.device_data<T>(), wc.device_data<T>(),
+              gc.device_data<T>(), dx.defined() ? dx.device_data<T>() : nullptr,
+              dw.defined() ? dw.device_data<T>() : nullptr, db.defined() ? db.device_data<T>() : nullptr);
         });
         return std::vector<Tensor>{dx, dw, db};
       });

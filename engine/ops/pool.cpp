@@ -45,16 +45,16 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
   const bool recording = should_record({x});
   Tensor argmax = recording ? empty(y.shape(), DType::Int64, x.device()) : Tensor();
   visit_floating(x.dtype(), "max_pool2d", [&]<typename T>() {
-    kernels::max_pool2d_forward<T>(ops::context_for(x), s, xc.data<T>(), y.data<T>(),
-                                   recording ? argmax.data<std::int64_t>() : nullptr);
+    kernels::max_pool2d_forward<T>(ops::context_for(x), s, xc.device_data<T>(), y.device_data<T>(),
+                                   recording ? argmax.device_data<std::int64_t>() : nullptr);
   });
   const Shape in_shape = x.shape();
   return record("max_pool2d", y, {x}, [s, argmax, in_shape](const Tensor& g, const std::vector<bool>&) {
     const Tensor gc = g.contiguous();
     Tensor dx = empty(in_shape, gc.dtype(), gc.device());
     visit_floating(gc.dtype(), "max_pool2d backward", [&]<typename T>() {
-      kernels::max_pool2d_backward<T>(ops::context_for(gc), s, gc.data<T>(), argmax.data<std::int64_t>(),
-                                      dx.data<T>());
+      kernels::max_pool2d_backward<T>(ops::context_for(gc), s, gc.device_data<T>(),
+                                      argmax.device_data<std::int64_t>(), dx.device_data<T>());
     });
     return std::vector<Tensor>{dx};
   });
@@ -66,14 +66,16 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options) {
   const Tensor xc = x.contiguous();
   Tensor y = empty({x.size(0), x.size(1), s.out_h(), s.out_w()}, x.dtype(), x.device());
   visit_floating(x.dtype(), "avg_pool2d", [&]<typename T>() {
-    kernels::avg_pool2d_forward<T>(ops::context_for(x), s, include_pad, xc.data<T>(), y.data<T>());
+    kernels::avg_pool2d_forward<T>(ops::context_for(x), s, include_pad, xc.device_data<T>(),
+                                   y.device_data<T>());
   });
   const Shape in_shape = x.shape();
   return record("avg_pool2d", y, {x}, [s, include_pad, in_shape](const Tensor& g, const std::vector<bool>&) {
     const Tensor gc = g.contiguous();
     Tensor dx = empty(in_shape, gc.dtype(), gc.device());
     visit_floating(gc.dtype(), "avg_pool2d backward", [&]<typename T>() {
-      kernels::avg_pool2d_backward<T>(ops::context_for(gc), s, include_pad, gc.data<T>(), dx.data<T>());
+      kernels::avg_pool2d_backward<T>(ops::context_for(gc), s, include_pad, gc.device_data<T>(),
+                                      dx.device_data<T>());
     });
     return std::vector<Tensor>{dx};
   });
@@ -91,7 +93,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::int64_t out_h, std::int64_t out
   Tensor y = empty({x.size(0), x.size(1), out_h, out_w}, x.dtype(), x.device());
   visit_floating(x.dtype(), op, [&]<typename T>() {
     kernels::adaptive_avg_pool2d_forward<T>(ops::context_for(x), planes, in_h, in_w, out_h, out_w,
-                                            xc.data<T>(), y.data<T>());
+                                            xc.device_data<T>(), y.device_data<T>());
   });
   const Shape in_shape = x.shape();
   return record(op, y, {x},
@@ -100,7 +102,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::int64_t out_h, std::int64_t out
                   Tensor dx = empty(in_shape, gc.dtype(), gc.device());
                   visit_floating(gc.dtype(), "adaptive_avg_pool2d backward", [&]<typename T>() {
                     kernels::adaptive_avg_pool2d_backward<T>(ops::context_for(gc), planes, in_h, in_w, out_h,
-                                                             out_w, gc.data<T>(), dx.data<T>());
+                                                             out_w, gc.device_data<T>(), dx.device_data<T>());
                   });
                   return std::vector<Tensor>{dx};
                 });

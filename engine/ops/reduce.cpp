@@ -10,7 +10,7 @@ Tensor sum(const Tensor& x) {
   const Tensor xc = x.contiguous();
   Tensor out = empty({}, x.dtype(), x.device());
   visit_floating(x.dtype(), "sum", [&]<typename T>() {
-    *out.data<T>() = kernels::sum<T>(ops::context_for(x), x.numel(), xc.data<T>());
+    out.fill_(static_cast<double>(kernels::sum<T>(ops::context_for(x), x.numel(), xc.device_data<T>())));
   });
   const Shape shape = x.shape();
   return record("sum", out, {x}, [shape](const Tensor& g, const std::vector<bool>&) {
@@ -34,7 +34,8 @@ Tensor sum(const Tensor& x, std::int64_t dim, bool keepdim) {
   const Tensor xc = x.contiguous();
   Tensor out = empty(kept, x.dtype(), x.device());
   visit_floating(x.dtype(), "sum", [&]<typename T>() {
-    kernels::sum_dim<T>(ops::context_for(x), outer, x.size(d), inner, xc.data<T>(), out.data<T>());
+    kernels::sum_dim<T>(ops::context_for(x), outer, x.size(d), inner, xc.device_data<T>(),
+                        out.device_data<T>());
   });
   if (!keepdim) out = out.squeeze(d);
   const Shape shape = x.shape();

@@ -16,6 +16,7 @@
 #include "engine/optim/scheduler.h"
 #include "engine/train/report.h"
 #include "engine/train/strategy.h"
+#include "kernels/cuda/device.h"
 #include "models/registry.h"
 #include "weights/pretrained.h"
 #include "weights/weights_file.h"
@@ -325,6 +326,8 @@ class Run {
       model_ = build_model(config_, static_cast<std::int64_t>(classes_.size()),
                            pretrained ? &*pretrained : nullptr, model_note);
     model_->set_preprocessing(pre);
+    // Weights are read on the host, then the model moves, before the optimizer creates its state there.
+    model_->to(options_.device);
 
     plan_ = plan_strategy(config_, *model_, data_.train->size(), is_pretrained(config_));
     if (!config_.unfreeze_schedule.empty())
@@ -347,6 +350,7 @@ class Run {
     lo.workers = config_.workers;
     lo.seed = config_.seed;
     lo.strict = config_.strict_data;
+    lo.pinned = options_.device.is_cuda();
     // BatchNorm cannot train on a batch of one image (at small sizes that is one value per channel), so a
     // last batch that would hold a single image is left out of each epoch. The cached loop trains only the
     // head, which has no BatchNorm, and needs every sample in its cache.
@@ -366,6 +370,9 @@ class Run {
              "--cache-features on needs --no-augment: augmented images differ every epoch");
 
     say(data_.description);
+    if (options_.device.is_cuda())
+      say(str("training on ", options_.device.str(), ": ", cuda::device_description(options_.device.index),
+              cuda::tf32_allowed() ? ", TF32 allowed" : ""));
     say(str(model_->architecture(), ": ", model_note, "; ", tools_thousands(model_->parameter_count(true)),
             " of ", tools_thousands(model_->parameter_count()), " parameters train"));
     say(str("strategy ", plan_.strategy, ": ", plan_.reason));
@@ -456,8 +463,9 @@ class Run {
     std::int64_t step = 0;
     while (auto batch = train_loader_->next()) {
       if (stop_requested()) return acc;
-      const Tensor logits = model_->forward(batch->images);
-      step_on(logits, batch->labels, acc, epoch, ++step);
+      const Tensor labels = batch->labels.to(options_.device);
+      const Tensor logits = model_->forward(batch->images.to(options_.device));
+      step_on(logits, labels, acc, epoch, ++step);
       images += batch->labels.numel();
       if (!options_.quiet) progress.update(step, acc.loss(), acc.accuracy(), images);
     }
@@ -484,9 +492,9 @@ class Run {
     NoGradGuard no_grad;
     val_loader_->start_epoch(0);
     while (auto batch = val_loader_->next()) {
-      const Tensor logits = model_->forward(batch->images);
-      acc.add(logits, batch->labels,
-              cross_entropy(logits, batch->labels, config_.label_smoothing).item<double>());
+      const Tensor labels = batch->labels.to(options_.device);
+      const Tensor logits = model_->forward(batch->images.to(options_.device));
+      acc.add(logits, labels, cross_entropy(logits, labels, config_.label_smoothing).item<double>());
     }
     return acc;
   }
@@ -509,7 +517,8 @@ class Run {
     Progress progress(str("caching ", what, " features"), loader.batches_per_epoch(), /*show_metrics=*/false);
     std::int64_t done = 0, images = 0;
     while (auto batch = loader.next()) {
-      features.push_back(model_->head_input(batch->images));
+      // The cache stays in host memory (copy_ in concatenate brings it there); batches go up as they train.
+      features.push_back(model_->head_input(batch->images.to(options_.device)));
       labels.push_back(batch->labels);
       for (const std::int64_t index : batch->indices) row_of[static_cast<std::size_t>(index)] = images++;
       if (!options_.quiet) progress.update(++done, 0, 0, images);
@@ -564,7 +573,8 @@ class Run {
         x.narrow(0, r, 1).copy_(train_cache_.features.narrow(0, row, 1));
         y[static_cast<std::size_t>(r)] = train_cache_.labels.data<std::int64_t>()[row];
       }
-      step_on(head_forward(x), tensor(y, {count}), acc, epoch, ++step);
+      step_on(head_forward(x.to(options_.device)), tensor(y, {count}).to(options_.device), acc, epoch,
+              ++step);
       images += count;
     }
     return acc;
@@ -574,9 +584,9 @@ class Run {
     Accumulator acc(static_cast<std::int64_t>(classes_.size()));
     model_->eval();
     NoGradGuard no_grad;
-    const Tensor logits = head_forward(val_cache_.features);
-    acc.add(logits, val_cache_.labels,
-            cross_entropy(logits, val_cache_.labels, config_.label_smoothing).item<double>());
+    const Tensor labels = val_cache_.labels.to(options_.device);
+    const Tensor logits = head_forward(val_cache_.features.to(options_.device));
+    acc.add(logits, labels, cross_entropy(logits, labels, config_.label_smoothing).item<double>());
     return acc;
   }
 

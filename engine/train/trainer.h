@@ -35,6 +35,8 @@ struct RunOptions {
   // Set (e.g. by a SIGINT handler) to stop after the current step; the last finished epoch's last.h5 stays.
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;  // no progress lines (tests)
+  // Where the model trains: cpu or cuda:N. Not part of the recipe: a run may resume on another device.
+  Device device = Device::cpu();
 };
 
 // Trains `config` from the start into config.out (created if needed).

@@ -1,5 +1,5 @@
-// Device discovery and a one-kernel self test: the smallest piece of real device code, compiled in every CUDA
-// build so that a broken toolkit, architecture flag or link line shows up from the first commit.
+// A one-kernel self test: the smallest piece of real device code, compiled in every CUDA build so that a
+// broken toolkit, architecture flag or link line shows up at once.
 #include <cuda_runtime.h>
 
 #include <vector>
@@ -20,30 +20,6 @@ std::string describe(cudaError_t status, const char* call) {
 }
 
 }  // namespace
-
-bool built_with_cuda() {
-  return true;
-}
-
-int device_count() {
-  int count = 0;
-  // No driver or no GPU is an answer (zero devices), not an error.
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky error so later calls start clean
-    return 0;
-  }
-  return count;
-}
-
-std::string device_description(int index) {
-  TL_CHECK(index >= 0 && index < device_count(), DeviceError, "cuda:", index, " is not a device (",
-           device_count(), " found)");
-  cudaDeviceProp prop{};
-  const cudaError_t status = cudaGetDeviceProperties(&prop, index);
-  if (status != cudaSuccess) throw DeviceError(describe(status, "cudaGetDeviceProperties"));
-  return str(prop.name, " (compute capability ", prop.major, ".", prop.minor, ", ",
-             prop.totalGlobalMem / (1024 * 1024 * 1024), " GiB)");
-}
 
 std::string run_self_test(int index) {
   if (index < 0 || index >= device_count()) return str("cuda:", index, " is not a device");

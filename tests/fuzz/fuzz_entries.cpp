@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <sstream>
 
@@ -12,6 +15,7 @@
 #include "tools/train_options.h"
 #include "weights/importers.h"
 #include "weights/pickle.h"
+#include "weights/sandbox_wire.h"
 #include "weights/weights_file.h"
 
 namespace tl::fuzz {
@@ -57,6 +61,8 @@ void safetensors_entry(const std::uint8_t* data, std::size_t size) {
   (void)weights::read_safetensors(file.path());
 }
 
+// The HDF5 readers as tl calls them: libhdf5 runs in the sandboxed child (weights/sandbox.h), so a libhdf5
+// crash is a tl::Error here. These prove that tl survives any file.
 void weights_file_entry(const std::uint8_t* data, std::size_t size) {
   const InputFile file("weights_file", ".h5", data, size);
   (void)weights::load_weights(file.path());
@@ -65,6 +71,39 @@ void weights_file_entry(const std::uint8_t* data, std::size_t size) {
 void keras_entry(const std::uint8_t* data, std::size_t size) {
   const InputFile file("keras", ".h5", data, size);
   (void)weights::read_keras_h5(file.path());
+}
+
+// The same readers in this process: they hunt libhdf5's own bugs (and tl's code under them with every
+// sanitizer report in view), which the sandbox turns into errors.
+void weights_file_inprocess_entry(const std::uint8_t* data, std::size_t size) {
+  const InputFile file("weights_file_inprocess", ".h5", data, size);
+  (void)weights::load_weights_in_process(file.path());
+}
+
+void keras_inprocess_entry(const std::uint8_t* data, std::size_t size) {
+  const InputFile file("keras_inprocess", ".h5", data, size);
+  (void)weights::read_keras_h5_in_process(file.path());
+}
+
+// The parent's parser of the sandboxed child's result (weights/sandbox_wire.cpp), on bytes a compromised
+// child could leave: byte 0 picks the payload (even: a WeightsFile, odd: an Imported), bytes 1-4 the size of
+// the data area (modulo what follows), the rest is the result (data area, then index), at an address aligned
+// to a page as the child's is.
+void sandbox_reply_entry(const std::uint8_t* data, std::size_t size) {
+  if (size < 5) return;
+  const std::size_t result = size - 5;
+  std::uint32_t split = 0;
+  std::memcpy(&split, data + 1, 4);
+  const std::size_t data_size = result == 0 ? 0 : split % (result + 1);
+  std::shared_ptr<void> memory(std::aligned_alloc(4096, (result + 4096) / 4096 * 4096), std::free);
+  TL_CHECK(memory != nullptr, Error, "fuzz: out of memory");
+  if (result > 0) std::memcpy(memory.get(), data + 5, result);
+  weights::wire::Source in(memory, static_cast<unsigned char*>(memory.get()), data_size, result - data_size);
+  if (data[0] % 2 == 0) {
+    (void)weights::wire::get_weights(in);
+  } else {
+    (void)weights::wire::get_imported(in);
+  }
 }
 
 void onnx_entry(const std::uint8_t* data, std::size_t size) {
@@ -100,15 +139,25 @@ void train_config_entry(const std::uint8_t* data, std::size_t size) {
 
 const std::vector<Target>& targets() {
   static const std::vector<Target> all = {
-      {"pickle", "weights/pickle.cpp (the restricted unpickler, on bytes)", pickle_entry},
-      {"pth", "weights/pth_reader.cpp (torch.save zip and legacy files)", pth_entry},
-      {"safetensors", "weights/safetensors_reader.cpp", safetensors_entry},
-      {"weights_file", "weights/weights_file.cpp + weights/hdf5.cpp (tl's HDF5 weights)", weights_file_entry},
-      {"keras", "weights/keras_reader.cpp (Keras .h5)", keras_entry},
-      {"onnx", "weights/onnx_reader.cpp + weights/onnx_graph.cpp", onnx_entry},
-      {"jpeg", "engine/data/image.cpp (libjpeg-turbo)", image_entry},
-      {"png", "engine/data/image.cpp (libpng)", image_entry},
-      {"train_config", "tools/train_options.cpp (tl_train --config, CLI11)", train_config_entry},
+      {"pickle", "weights/pickle.cpp (the restricted unpickler, on bytes)", pickle_entry, "pickle"},
+      {"pth", "weights/pth_reader.cpp (torch.save zip and legacy files)", pth_entry, "pth"},
+      {"safetensors", "weights/safetensors_reader.cpp", safetensors_entry, "safetensors"},
+      {"weights_file", "weights::load_weights: tl's HDF5 weights, libhdf5 in the sandbox", weights_file_entry,
+       "weights_file"},
+      {"keras", "weights::read_keras_h5: Keras .h5, libhdf5 in the sandbox", keras_entry, "keras"},
+      {"weights_file_inprocess",
+       "weights/weights_file.cpp + weights/hdf5.cpp in this process (libhdf5 hunting)",
+       weights_file_inprocess_entry, "weights_file"},
+      {"keras_inprocess", "weights/keras_reader.cpp in this process (libhdf5 hunting)", keras_inprocess_entry,
+       "keras"},
+      {"sandbox_reply",
+       "weights/sandbox_wire.cpp (the sandboxed reader's reply, as a compromised child sends it)",
+       sandbox_reply_entry, "sandbox_reply"},
+      {"onnx", "weights/onnx_reader.cpp + weights/onnx_graph.cpp", onnx_entry, "onnx"},
+      {"jpeg", "engine/data/image.cpp (libjpeg-turbo)", image_entry, "jpeg"},
+      {"png", "engine/data/image.cpp (libpng)", image_entry, "png"},
+      {"train_config", "tools/train_options.cpp (tl_train --config, CLI11)", train_config_entry,
+       "train_config"},
   };
   return all;
 }

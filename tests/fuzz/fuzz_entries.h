@@ -16,9 +16,11 @@ namespace tl::fuzz {
 using Entry = void (*)(const std::uint8_t* data, std::size_t size);
 
 struct Target {
-  const char* name;    // also the corpus folder: tests/fuzz/corpus/<name>/
+  const char* name;    // the binary: tl_fuzz_<name>
   const char* reader;  // what it exercises, for messages and the README
   Entry entry;
+  const char* corpus;  // its corpus folder, tests/fuzz/corpus/<corpus>/ (the in-process HDF5 targets share
+                       // their sandboxed twin's)
 };
 
 // Every target, in a fixed order.

@@ -586,12 +586,117 @@ def config_seeds(c):
         c.add("train_config", name, text.encode())
 
 
+# ---- the sandboxed HDF5 reader's result (weights/sandbox_wire.h) ------------------------------------------
+
+def wire_string(text):
+    data = text.encode() if isinstance(text, str) else text
+    return struct.pack("<I", len(data)) + data
+
+
+def wire_metadata(architecture="resnet18", classes=2, names=(), source="fuzz seed", state=""):
+    return (wire_string(architecture) + struct.pack("<qq", classes, 224) +
+            struct.pack("<6d", 0.485, 0.456, 0.406, 0.229, 0.224, 0.225) + wire_string("bilinear") +
+            struct.pack("<d", 0.875) + struct.pack("<I", len(names)) + b"".join(map(wire_string, names)) +
+            wire_string(source) + wire_string(state))
+
+
+class WireData:
+    """The data area: each tensor's bytes at a multiple of 64."""
+
+    def __init__(self):
+        self.bytes = b""
+
+    def place(self, data):
+        self.bytes += b"\0" * (-len(self.bytes) % 64)
+        offset = len(self.bytes)
+        self.bytes += data
+        return offset
+
+
+def wire_tensor(area, dtype, shape, data=None, offset=None):
+    """dtype 0 float32, 1 float64, 2 int64; the data (zeros by default) goes into the area unless an offset
+    is given (a lie)."""
+    if offset is None:
+        count = 1
+        for d in shape:
+            count *= d
+        offset = area.place(b"\0" * (count * (4 if dtype == 0 else 8)) if data is None else data)
+    at = offset
+    return struct.pack("<BB", dtype, len(shape)) + struct.pack(f"<{len(shape)}q", *shape) + struct.pack("<Q", at)
+
+
+def wire_input(kind, area, index):
+    """The fuzz entry's input: byte 0 picks the payload (even: WeightsFile, odd: Imported), bytes 1-4 the
+    size of the data area, then the data area and the index."""
+    return bytes([kind]) + struct.pack("<I", len(area.bytes)) + area.bytes + index
+
+
+def reply_seeds(c):
+    def tensors(area):
+        return [("conv1.weight", wire_tensor(area, 0, [4, 3, 3, 3], np.arange(108, dtype=np.float32).tobytes())),
+                ("bn1.num_batches_tracked", wire_tensor(area, 2, [], struct.pack("<q", 7))),
+                ("empty", wire_tensor(area, 0, [0, 4]))]
+
+    area = WireData()
+    weights = (wire_metadata(names=("ants", "bees"), state='{"epoch": 1}') + struct.pack("<I", 4) +
+               b"".join(b"\0" + wire_string(n) + t for n, t in tensors(area)) +
+               b"\1" + wire_string("optimizer.lr") + wire_tensor(area, 1, [1], struct.pack("<d", 1e-3)))
+    c.add("sandbox_reply", "weights", wire_input(0, area, weights))
+    for cut in (1, 9, 40, len(weights) // 2, len(weights) - 1):
+        c.add("sandbox_reply", f"weights_cut{cut}", wire_input(0, area, weights[:cut]))
+    area2 = WireData()
+    imported = (wire_metadata(architecture="mobilenet_v2_keras", classes=0) + struct.pack("<I", 3) +
+                b"".join(wire_string(n) + t for n, t in tensors(area2)) + wire_string("Keras .h5"))
+    c.add("sandbox_reply", "imported", wire_input(1, area2, imported))
+    c.add("sandbox_reply", "empty_weights", wire_input(0, WireData(), wire_metadata() + struct.pack("<I", 0)))
+
+    def one(tensor_bytes, area):
+        return wire_metadata() + struct.pack("<I", 1) + b"\0" + wire_string("t") + tensor_bytes
+
+    for name, shape, dtype, offset in [("huge_tensor", [1 << 40, 1 << 40], 0, 0),
+                                       ("overflowing_dims", [2**63 - 1, 3], 2, 0),
+                                       ("zero_among_huge", [0, 2**62, 2**62], 0, 0),
+                                       ("negative_dim", [-4], 0, 0),
+                                       ("misaligned", [4], 0, 4),
+                                       ("past_the_end", [4], 0, 1 << 20),
+                                       ("bad_dtype", [1], 7, 0)]:
+        area = WireData()
+        area.place(b"\0" * 16)
+        c.add("sandbox_reply", name, wire_input(0, area, one(wire_tensor(area, dtype, shape, offset=offset), area)))
+    area = WireData()
+    area.place(b"\0" * 16)
+    c.add("sandbox_reply", "rank_200", wire_input(0, area, one(struct.pack("<BB", 0, 200), area)))
+    area = WireData()
+    overlap = (wire_metadata() + struct.pack("<I", 2) + b"\0" + wire_string("a") + wire_tensor(area, 0, [4]) +
+               b"\0" + wire_string("b") + wire_tensor(area, 0, [4], offset=0))
+    c.add("sandbox_reply", "overlap", wire_input(0, area, overlap))
+    c.add("sandbox_reply", "many_names", wire_input(0, WireData(), wire_string("a") + struct.pack("<qq", 1, 1) +
+          struct.pack("<6d", *[0.5] * 6) + wire_string("x") + struct.pack("<d", 1) + struct.pack("<I", 2**32 - 1)))
+    c.add("sandbox_reply", "long_string", wire_input(0, WireData(), struct.pack("<I", 2**32 - 1) + b"abc"))
+    area = WireData()
+    twice = wire_string("t") + wire_tensor(area, 0, [1])
+    twice += wire_string("t") + wire_tensor(area, 0, [1])
+    c.add("sandbox_reply", "duplicate", wire_input(1, area, wire_metadata() + struct.pack("<I", 2) + twice +
+                                                   wire_string("x")))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fixtures", help="an existing fixture folder (BUILD/fixtures) instead of running "
                                            "tests/fixtures/*.py")
     parser.add_argument("--out", default=os.path.join(HERE, "corpus"))
+    parser.add_argument("--only-sandbox-reply", action="store_true",
+                        help="write the sandbox_reply seeds only (no fixtures needed; the others stay as they are)")
     args = parser.parse_args()
+    if args.only_sandbox_reply:
+        folder = os.path.join(args.out, "sandbox_reply")
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name.startswith(GENERATED_PREFIX):
+                os.remove(os.path.join(folder, name))
+        c = Corpus(args.out)
+        reply_seeds(c)
+        print(f"make_corpus.py: wrote {c.total} bytes into {folder}")
+        return
     clear(args.out)
     c = Corpus(args.out)
     with tempfile.TemporaryDirectory() as tmp:
@@ -602,6 +707,7 @@ def main():
         onnx_seeds(c, args)
         image_seeds(c, args)
         config_seeds(c)
+        reply_seeds(c)
     counts = {t: len(os.listdir(os.path.join(args.out, t))) for t in sorted(os.listdir(args.out))}
     print(f"make_corpus.py: wrote {c.total} bytes into {args.out}: {counts}")
     if c.total > (2 << 20) * 3 // 4:

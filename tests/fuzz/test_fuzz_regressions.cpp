@@ -28,7 +28,7 @@ class FuzzCorpus : public ::testing::TestWithParam<const tl::fuzz::Target*> {};
 
 TEST_P(FuzzCorpus, EveryFileIsAcceptedOrRefusedWithATlError) {
   const tl::fuzz::Target& target = *GetParam();
-  const fs::path folder = fs::path(TL_FUZZ_CORPUS_DIR) / target.name;
+  const fs::path folder = fs::path(TL_FUZZ_CORPUS_DIR) / target.corpus;
   ASSERT_TRUE(fs::is_directory(folder)) << folder << " is missing: run tests/fuzz/make_corpus.py";
   std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(folder))
@@ -52,8 +52,8 @@ TEST_P(FuzzCorpus, EveryFileIsAcceptedOrRefusedWithATlError) {
               files.size());
   // The seeds include valid files (make_corpus.py), so a reader that refuses them all is broken too; except
   // Keras and ONNX, whose smallest valid files are megabytes (README.md).
-  const std::string name = target.name;
-  if (name != "keras" && name != "onnx") {
+  const std::string corpus = target.corpus;
+  if (corpus != "keras" && corpus != "onnx") {
     EXPECT_GT(accepted, 0) << target.name << " accepted no corpus file";
   }
 }

@@ -97,6 +97,13 @@ std::vector<Case> cases() {
        "nan.safetensors: tensor 'fc.weight' [2, 2] holds 1 NaN or infinite value(s)", "keep.h5"},
       {"ConvertNanWeightsH5", "tl_convert", "{T}/nan.h5 -o {T}/keep.h5", 1,
        "nan.h5: tensor 'layer1.0.conv1.weight' holds NaN or infinite values", "keep.h5"},
+      // Files that crash libhdf5 1.10.8 itself (tests/fuzz/known/, copied at test time): libhdf5 runs in a
+      // sandboxed child (weights/sandbox.h), so the crash is the child's and the tool reports it. The signal
+      // is left out of the fragments: under the sanitizers a crash can end as a report and an exit status.
+      {"ConvertKerasCrashingLibhdf5", "tl_convert", "{T}/libhdf5_segv_keras.h5 -o {T}/keep.h5", 1,
+       "libhdf5_segv_keras.h5: the HDF5 library crashed reading this file", "keep.h5"},
+      {"ConvertWeightsCrashingLibhdf5", "tl_convert", "{T}/libhdf5_segv.h5 -o {T}/keep.h5", 1,
+       "libhdf5_segv.h5: the HDF5 library crashed reading this file", "keep.h5"},
       {"ConvertOutputIsAFolder", "tl_convert", "{T}/r18.h5 -o {T}/folder", 1,
        "-o: cannot write {T}/folder: it is a folder"},
       {"ConvertOutputFolderUnwritable", "tl_convert", "{T}/r18.h5 -o {T}/readonly/w.h5", 1,
@@ -127,6 +134,8 @@ std::vector<Case> cases() {
        "shape mismatch: layer2.0.conv1.weight"},
       {"PredictWeightsNan", "tl_predict", "--weights {T}/nan.h5 {T}/photo.jpg", 1,
        "nan.h5: tensor 'layer1.0.conv1.weight' holds NaN or infinite values"},
+      {"PredictWeightsCrashingLibhdf5", "tl_predict", "--weights {T}/libhdf5_segv.h5 {T}/photo.jpg", 1,
+       "libhdf5_segv.h5: the HDF5 library crashed reading this file"},
       {"PredictTopkNegative", "tl_predict", kPredict + " --topk -3 {T}/photo.jpg", 1,
        "--topk must be at least 1, got -3"},
       {"PredictTopkNotANumber", "tl_predict", kPredict + " --topk abc {T}/photo.jpg", 104,
@@ -135,6 +144,10 @@ std::vector<Case> cases() {
        "--topk 50 is more than the model's 10 classes; printing all 10"},
       {"PredictBatchSizeZero", "tl_predict", kPredict + " --batch-size 0 {T}/photo.jpg", 1,
        "--batch-size must be at least 1, got 0"},
+      {"PredictUnknownDevice", "tl_predict", kPredict + " --device gpu {T}/photo.jpg", 1,
+       "--device: unknown device 'gpu': expected cpu, cuda or cuda:N"},
+      // This machine has no GPU (with or without the CUDA backend built): the message says so and names the flag.
+      {"PredictNoCudaDevice", "tl_predict", kPredict + " --device cuda {T}/photo.jpg", 1, "--device cuda: "},
       {"PredictMissingImage", "tl_predict", kPredict + " {T}/absent.jpg", 1,
        "absent.jpg: no such file or folder"},
       {"PredictNoImageReadable", "tl_predict", kPredict + " {T}/text.pth", 1,
@@ -200,6 +213,10 @@ std::vector<Case> cases() {
        "--cache-features: unknown value 'maybe'"},
       {"TrainUnknownKernels", "tl_train", kTrain + " --kernels fast", 1,
        "--kernels: unknown kernel policy 'fast'"},
+      {"TrainUnknownDevice", "tl_train", kTrain + " --device cuda:x", 1,
+       "--device: unknown device 'cuda:x': expected cpu, cuda or cuda:N"},
+      {"TrainNoCudaDevice", "tl_train", kTrain + " --device cuda:0", 1, "--device cuda:0: "},
+      {"TrainTf32OnCpu", "tl_train", kTrain + " --allow-tf32", 1, "--allow-tf32 applies to --device cuda only"},
       {"TrainGroupLrNoPattern", "tl_train", kTrain + " --group-lr =1e-3", 1,
        "--group-lr '=1e-3': expected PATTERN=LR"},
       {"TrainGroupLrNotANumber", "tl_train", kTrain + " --group-lr layer4=abc", 1,
@@ -239,6 +256,8 @@ std::vector<Case> cases() {
        "--resume {T}/folder: no last.h5 in that folder (nothing to resume)"},
       {"TrainResumeNotACheckpoint", "tl_train", "--resume {T}/fake_run", 1,
        "fake_run/last.h5 holds no training state (not a tl_train checkpoint)"},
+      {"TrainResumeCrashingLibhdf5", "tl_train", "--resume {T}/crash_run", 1,
+       "crash_run/last.h5: the HDF5 library crashed reading this file"},
       {"TrainOutIsAFile", "tl_train",
        "--data {F}/train/shapes --model mobilenet_v3_small --image-size 32 --out {T}/keep.h5", 1,
        "--out {T}/keep.h5: cannot create the run folder", "keep.h5"},
@@ -299,6 +318,9 @@ std::vector<Case> cases() {
       {"TrainWeightsNan", "tl_train",
        "--data {F}/train/shapes --weights {T}/nan.h5 --reset-head --image-size 32 --out {OUT}", 1,
        "nan.h5: tensor 'layer1.0.conv1.weight' holds NaN or infinite values"},
+      {"TrainWeightsCrashingLibhdf5", "tl_train",
+       "--data {F}/train/shapes --weights {T}/libhdf5_sigbus.h5 --reset-head --image-size 32 --out {OUT}", 1,
+       "libhdf5_sigbus.h5: the HDF5 library crashed reading this file"},
 
       // ---- tl_models -------------------------------------------------------------------------------------
       {"ModelsNoMatch", "tl_models", "resnet5", 1, "no architecture matches 'resnet5'"},
@@ -413,6 +435,17 @@ class BadInputEnvironment : public ::testing::Environment {
 
     fs::create_directories(t / "fake_run");
     save_model(t / "fake_run" / "last.h5", sd);
+
+    // Inputs that crash libhdf5 itself (tests/fuzz/README.md, "Known findings in libraries"), by kind.
+    const fs::path known = TL_FUZZ_KNOWN_DIR;
+    fs::copy_file(known / "weights_file" / "crash-ab07c9cf0fd02e3c740d136c4ff4e4c49a5e5586",
+                  t / "libhdf5_segv.h5");
+    fs::copy_file(known / "weights_file" / "crash-ed3c161dbe8270bbcdb79dced949398d751b3256",
+                  t / "libhdf5_sigbus.h5");
+    fs::copy_file(known / "keras" / "crash-942949c0db18439ea15d730647bb45acc8d66901",
+                  t / "libhdf5_segv_keras.h5");
+    fs::create_directories(t / "crash_run");
+    fs::copy_file(t / "libhdf5_segv.h5", t / "crash_run" / "last.h5");
 
     fs::permissions(t / "unreadable.pth", fs::perms::none);
     fs::permissions(t / "unreadable.h5", fs::perms::none);
