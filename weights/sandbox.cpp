@@ -49,8 +49,10 @@ constexpr std::uint8_t kReplyError = 'E';
 enum ErrorKind : std::uint8_t { kError, kValueError, kShapeError, kDTypeError, kDeviceError };
 constexpr std::size_t kMaxMessage = 1 << 16;
 
-// A sanitizer build's runtime tests whether memory is readable by writing it into a pipe of its own (UBSan's
-// vptr check does, at virtual calls): there the child may make a pipe, write to it and close it. The define
+// A sanitizer build's runtime needs more: it tests whether memory is readable by writing it into a pipe of its
+// own (UBSan's vptr check, at virtual calls), asks where the signal stack is (ASan, before every throw), and
+// asks whether stderr is a terminal when it reports. There the child may make a pipe and write to it, query
+// sigaltstack and call ioctl: a development build's allowance, which releases are not built with. The define
 // comes from weights/CMakeLists.txt.
 #ifdef TL_SANDBOX_SANITIZERS
 constexpr bool kSanitizerRuntime = true;
@@ -136,6 +138,8 @@ int install_filter(pid_t self) {
 #ifdef SYS_pipe
     f.allow(SYS_pipe);
 #endif
+    f.allow(SYS_sigaltstack);
+    f.allow(SYS_ioctl);
   } else {
     f.on_argument(SYS_write, 0, kReplyFd, SECCOMP_RET_ALLOW, errno_action(EBADF));
     f.on_argument(SYS_writev, 0, kReplyFd, SECCOMP_RET_ALLOW, errno_action(EBADF));

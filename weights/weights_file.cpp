@@ -129,7 +129,8 @@ Tensor read_tensor(const h5::File& file, const std::string& dataset, const std::
   if constexpr (std::is_same_v<T, std::int64_t>) file.read_int64s(dataset, place);
   if constexpr (!std::is_same_v<T, std::int64_t>) {
     const T* values = t.data<T>();
-    for (std::int64_t i = 0; i < t.numel(); ++i)
+    const std::int64_t count = t.numel();
+    for (std::int64_t i = 0; i < count; ++i)
       TL_CHECK(std::isfinite(values[i]), Error, file.path(), ": tensor '", name,
                "' holds NaN or infinite values");
   }

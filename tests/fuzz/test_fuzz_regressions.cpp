@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/error.h"
@@ -55,6 +57,38 @@ TEST_P(FuzzCorpus, EveryFileIsAcceptedOrRefusedWithATlError) {
   const std::string corpus = target.corpus;
   if (corpus != "keras" && corpus != "onnx") {
     EXPECT_GT(accepted, 0) << target.name << " accepted no corpus file";
+  }
+}
+
+// What a target does with one input: "read", or the message of the tl::Error that refused it.
+std::string outcome(const tl::fuzz::Target& target, const std::vector<std::uint8_t>& bytes) {
+  try {
+    target.entry(bytes.data(), bytes.size());
+    return "read";
+  } catch (const tl::Error& e) {
+    return e.what();
+  }
+}
+
+// The sandbox must change nothing but where libhdf5 runs: on every committed HDF5 input the sandboxed reader
+// reads what the in-process one reads and refuses the rest with the same message (a sandbox that cannot run
+// in some build, or a result that loses a field, shows here). The inputs are written under each target's own
+// name, so the file name in the messages is replaced.
+TEST(FuzzCorpus, TheSandboxedHdf5ReadersDoWhatTheInProcessOnesDo) {
+  for (const auto& [sandboxed, in_process] : {std::pair{"weights_file", "weights_file_inprocess"},
+                                              std::pair{"keras", "keras_inprocess"}}) {
+    const tl::fuzz::Target& a = tl::fuzz::target(sandboxed);
+    const tl::fuzz::Target& b = tl::fuzz::target(in_process);
+    for (const auto& entry : fs::directory_iterator(fs::path(TL_FUZZ_CORPUS_DIR) / a.corpus)) {
+      SCOPED_TRACE(entry.path().string());
+      const std::vector<std::uint8_t> bytes = read_bytes(entry.path());
+      std::string from_a = outcome(a, bytes), from_b = outcome(b, bytes);
+      for (std::string* m : {&from_a, &from_b})
+        for (const char* name : {sandboxed, in_process})
+          for (std::size_t at; (at = m->find(std::string("_") + name + ".h5")) != std::string::npos;)
+            m->replace(at, std::strlen(name) + 4, "_TARGET.h5");
+      EXPECT_EQ(from_a, from_b) << sandboxed << " against " << in_process;
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-// What the HDF5 sandbox costs (tests/fuzz/RESULTS.md, "The sandbox"): loads one tl weight file (written first
+// What the HDF5 sandbox costs (tests/fuzz/RESULTS.md, "The HDF5 sandbox"): loads one tl weight file (written first
 // if absent: a 1000-class model of the architecture given) with and without the sandbox, and times each way
 // over the same runs, interleaved. Wall time by default; CPU time (this process and its children) with --cpu.
 //
